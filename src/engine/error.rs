@@ -1,0 +1,93 @@
+//! Engine errors.
+//!
+//! Every error that comes from data on disk names the file and, where it
+//! makes sense, the byte offset, so a person can find the damage. The engine
+//! never panics on bad input: it returns one of these.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum Error {
+    /// An operating-system I/O error, with what we were doing and on which file.
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// Bytes on disk that fail a checksum or do not parse.
+    Corruption {
+        file: PathBuf,
+        offset: u64,
+        msg: String,
+    },
+    /// A caller passed something the engine cannot accept.
+    InvalidArgument(String),
+    /// The data directory is locked by another process.
+    Locked(PathBuf),
+    /// A previous write or sync failed; the database refuses further writes
+    /// rather than append behind a record that may be damaged.
+    Background(String),
+    /// The database has been closed.
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn corruption(file: &Path, offset: u64, msg: impl Into<String>) -> Error {
+        Error::Corruption {
+            file: file.to_path_buf(),
+            offset,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+
+    /// The errno a filesystem should report for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::InvalidArgument(_) => libc::EINVAL,
+            Error::Locked(_) => libc::EBUSY,
+            Error::Corruption { .. } | Error::Background(_) | Error::Closed => libc::EIO,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Corruption { file, offset, msg } => {
+                write!(f, "corruption in {} at offset {offset}: {msg}", file.display())
+            }
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::Locked(p) => write!(
+                f,
+                "{} is locked by another lsmfs process",
+                p.display()
+            ),
+            Error::Background(m) => write!(f, "database stopped after an earlier error: {m}"),
+            Error::Closed => write!(f, "database is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

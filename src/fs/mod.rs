@@ -1,0 +1,3 @@
+//! The filesystem: POSIX semantics over the key schema, and the FUSE glue.
+
+pub mod mount;

@@ -1,0 +1,13 @@
+//! lsmfs: a FUSE filesystem whose whole tree lives in its own LSM-tree
+//! key-value engine.
+//!
+//! Layers: `engine` (the store, knows nothing of FUSE) → `store` (the small
+//! interface the filesystem uses) → `fs` (POSIX semantics over keys, and the
+//! thin `fuser` glue). `tools` holds the offline commands (check, inspect,
+//! stats, compact) and `bench` the db_bench-compatible benchmark.
+
+pub mod bench;
+pub mod engine;
+pub mod fs;
+pub mod store;
+pub mod tools;

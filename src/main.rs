@@ -1,0 +1,41 @@
+//! The `lsmfs` command: a thin dispatcher; each subcommand lives in its module.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lsmfs", version, about = "A FUSE filesystem stored in its own LSM-tree engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mount DATA_DIR at MOUNTPOINT.
+    Mount(lsmfs::fs::mount::MountArgs),
+    /// Offline consistency check: exit 0 clean, 1 problems found, 2 could not run.
+    Check(lsmfs::tools::check::CheckArgs),
+    /// Print what a MANIFEST, SSTable, WAL or path holds.
+    #[command(subcommand)]
+    Inspect(lsmfs::tools::inspect::InspectCmd),
+    /// Statistics of a data directory or a live mount.
+    Stats(lsmfs::tools::stats::StatsArgs),
+    /// Run a full compaction.
+    Compact(lsmfs::tools::compact::CompactArgs),
+    /// Engine benchmark with db_bench's flags and output format.
+    Bench(lsmfs::bench::BenchArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Mount(a) => lsmfs::fs::mount::run(a),
+        Cmd::Check(a) => lsmfs::tools::check::run(a),
+        Cmd::Inspect(a) => lsmfs::tools::inspect::run(a),
+        Cmd::Stats(a) => lsmfs::tools::stats::run(a),
+        Cmd::Compact(a) => lsmfs::tools::compact::run(a),
+        Cmd::Bench(a) => lsmfs::bench::run(a),
+    };
+    std::process::exit(code);
+}
