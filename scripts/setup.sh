@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what lsmfs needs on a fresh Debian machine (idempotent, quiet when done).
+set -euo pipefail
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v bindfs >/dev/null || need+=(bindfs)
+command -v setfattr >/dev/null || need+=(attr)
+command -v fio >/dev/null || need+=(fio)
+command -v fs_mark >/dev/null || need+=(fsmark)
+command -v db_bench >/dev/null || need+=(rocksdb-tools)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || { echo "setup: /dev/fuse is missing: FUSE is not available here" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }
