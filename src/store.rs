@@ -106,3 +106,84 @@ impl Store for MemStore {
         Ok(())
     }
 }
+
+/// The embedded LSM engine behind the store interface.
+pub struct EngineStore {
+    db: crate::engine::Db,
+}
+
+/// Keep the errno for the filesystem; the engine's message (file, offset)
+/// goes to the log, since an errno cannot carry it.
+fn engine_err(e: crate::engine::Error) -> io::Error {
+    log::warn!("store: {e}");
+    io::Error::from_raw_os_error(e.errno())
+}
+
+impl EngineStore {
+    /// Open (or create) the engine in `dir`. `sync_always` fsyncs every batch.
+    pub fn open(dir: &std::path::Path, sync_always: bool) -> Result<EngineStore, String> {
+        let opts = crate::engine::Options {
+            sync_mode: if sync_always {
+                crate::engine::SyncMode::Always
+            } else {
+                crate::engine::SyncMode::OnRequest
+            },
+            ..Default::default()
+        };
+        Self::open_with(dir, opts)
+    }
+
+    pub fn open_with(
+        dir: &std::path::Path,
+        opts: crate::engine::Options,
+    ) -> Result<EngineStore, String> {
+        match crate::engine::Db::open(dir, opts) {
+            Ok(db) => Ok(EngineStore { db }),
+            Err(e @ crate::engine::Error::Locked(_)) => Err(e.to_string()),
+            Err(e) => Err(format!("cannot open {}: {e}", dir.display())),
+        }
+    }
+
+    pub fn db(&self) -> &crate::engine::Db {
+        &self.db
+    }
+
+    /// Sync and stop the engine.
+    pub fn close(&self) -> io::Result<()> {
+        self.db.close().map_err(engine_err)
+    }
+}
+
+impl Store for EngineStore {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(engine_err)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.db
+            .scan(start, Some(end), limit, None)
+            .map_err(engine_err)
+    }
+
+    fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
+        let mut b = crate::engine::WriteBatch::new();
+        for op in &batch.ops {
+            match op {
+                BatchOp::Put(k, v) => b.put(k, v),
+                BatchOp::Delete(k) => b.delete(k),
+            }
+        }
+        self.db.write(b, sync).map_err(engine_err)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.db.sync().map_err(engine_err)
+    }
+
+    fn stats_text(&self) -> String {
+        self.db.stats().to_string()
+    }
+}

@@ -1,1 +1,309 @@
-//! (being written)
+//! Leveled compaction: choosing what to merge, and merging it.
+//!
+//! Level 0 holds flushed memtables, which may overlap; deeper levels hold
+//! disjoint sorted runs, each with a byte budget 10x the one above. The
+//! level with the highest score (L0: file count against the trigger; Ln:
+//! bytes against its budget) is compacted: one file of it (round-robin by a
+//! per-level compaction pointer, so every key range gets its turn; for L0
+//! every overlapping file) is merged with the files of the next level it
+//! overlaps. A single file with nothing below it is *moved* — a MANIFEST edit
+//! only, no bytes rewritten.
+//!
+//! While merging, an older version of a key is dropped when a newer one is
+//! visible to every live snapshot, and a deletion marker is dropped only when
+//! no live snapshot can see what it hides and no deeper level may hold the
+//! key (otherwise the older value would resurface). Output tables are cut at
+//! `target_file_size`, always between two user keys so that a user key never
+//! spans two files of one level.
+
+use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::filename::table_file_name;
+use super::iterator::InternalIterator;
+use super::merge_iter::MergingIterator;
+use super::options::{Options, NUM_LEVELS};
+use super::sstable::{TableBuilder, TableOptions};
+use super::table_cache::TableCache;
+use super::version::{LevelIterator, Version};
+use super::version_edit::{FileMetaData, VersionEdit};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+/// A chosen compaction: files of `level` merged into `level + 1`.
+#[derive(Debug, Clone)]
+pub struct Compaction {
+    pub level: usize,
+    pub inputs: Vec<Arc<FileMetaData>>,
+    pub next_inputs: Vec<Arc<FileMetaData>>,
+}
+
+impl Compaction {
+    /// One file, nothing to merge with: move it down by editing the MANIFEST.
+    pub fn is_trivial_move(&self) -> bool {
+        self.inputs.len() == 1 && self.next_inputs.is_empty()
+    }
+
+    pub fn input_bytes(&self) -> u64 {
+        self.inputs
+            .iter()
+            .chain(self.next_inputs.iter())
+            .map(|f| f.file_size)
+            .sum()
+    }
+
+    /// The edit that retires every input.
+    pub fn delete_inputs(&self, edit: &mut VersionEdit) {
+        for f in &self.inputs {
+            edit.deleted_files.insert((self.level, f.number));
+        }
+        for f in &self.next_inputs {
+            edit.deleted_files.insert((self.level + 1, f.number));
+        }
+    }
+}
+
+/// Pick the most urgent compaction, if any level's score reaches 1.
+pub fn pick(
+    version: &Version,
+    scores: &[f64],
+    compact_pointers: &[Vec<u8>],
+) -> Option<Compaction> {
+    let (level, score) = scores
+        .iter()
+        .enumerate()
+        .take(NUM_LEVELS - 1)
+        .max_by(|a, b| a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal))?;
+    if *score < 1.0 || version.files[level].is_empty() {
+        return None;
+    }
+    let files = &version.files[level];
+    let first = if level == 0 {
+        files[0].clone()
+    } else {
+        let ptr = compact_pointers.get(level).map_or(&[][..], |p| &p[..]);
+        files
+            .iter()
+            .find(|f| {
+                ptr.is_empty()
+                    || super::dbformat::compare_internal(&f.largest, ptr)
+                        == std::cmp::Ordering::Greater
+            })
+            .unwrap_or(&files[0])
+            .clone()
+    };
+    let mut inputs = vec![first];
+    if level == 0 {
+        let (lo, hi) = key_range(&inputs);
+        inputs = version.overlapping_inputs(0, Some(&lo), Some(&hi));
+    }
+    Some(with_next_level(version, level, inputs))
+}
+
+/// A compaction of everything at `level` overlapping `[begin, end]`, if any.
+pub fn pick_range(
+    version: &Version,
+    level: usize,
+    begin: Option<&[u8]>,
+    end: Option<&[u8]>,
+) -> Option<Compaction> {
+    let inputs = version.overlapping_inputs(level, begin, end);
+    if inputs.is_empty() {
+        return None;
+    }
+    Some(with_next_level(version, level, inputs))
+}
+
+fn with_next_level(version: &Version, level: usize, inputs: Vec<Arc<FileMetaData>>) -> Compaction {
+    let (lo, hi) = key_range(&inputs);
+    let next_inputs = if level + 1 < NUM_LEVELS {
+        version.overlapping_inputs(level + 1, Some(&lo), Some(&hi))
+    } else {
+        Vec::new()
+    };
+    Compaction {
+        level,
+        inputs,
+        next_inputs,
+    }
+}
+
+/// Smallest and largest user key over `files`.
+fn key_range(files: &[Arc<FileMetaData>]) -> (Vec<u8>, Vec<u8>) {
+    let mut lo: Option<&[u8]> = None;
+    let mut hi: Option<&[u8]> = None;
+    for f in files {
+        let s = user_key(&f.smallest);
+        let l = user_key(&f.largest);
+        if lo.is_none_or(|x| s < x) {
+            lo = Some(s);
+        }
+        if hi.is_none_or(|x| l > x) {
+            hi = Some(l);
+        }
+    }
+    (
+        lo.unwrap_or_default().to_vec(),
+        hi.unwrap_or_default().to_vec(),
+    )
+}
+
+/// Everything a merge needs besides the inputs.
+pub struct MergeContext<'a> {
+    pub env: &'a Arc<dyn Env>,
+    pub dir: &'a Path,
+    pub options: &'a Options,
+    pub tables: &'a Arc<TableCache>,
+    pub version: &'a Version,
+    /// Entries at or below this sequence are seen by every live snapshot.
+    pub smallest_snapshot: SequenceNumber,
+    pub shutting_down: &'a AtomicBool,
+}
+
+/// Tracks, for keys in increasing order, whether any level deeper than the
+/// output level may hold them (LevelDB's IsBaseLevelForKey, with cursors).
+struct DeeperLevels<'a> {
+    levels: Vec<(&'a [Arc<FileMetaData>], usize)>,
+}
+
+impl<'a> DeeperLevels<'a> {
+    fn new(version: &'a Version, from_level: usize) -> Self {
+        DeeperLevels {
+            levels: version
+                .files
+                .iter()
+                .skip(from_level)
+                .map(|f| (&f[..], 0usize))
+                .collect(),
+        }
+    }
+
+    fn may_contain(&mut self, ukey: &[u8]) -> bool {
+        for (files, idx) in self.levels.iter_mut() {
+            while *idx < files.len() && user_key(&files[*idx].largest) < ukey {
+                *idx += 1;
+            }
+            if let Some(f) = files.get(*idx) {
+                if user_key(&f.smallest) <= ukey {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Merge the inputs into new tables for `level + 1`. `new_file` allocates a
+/// file number (and registers it as pending so it is not collected).
+/// Tables are fsync'd by their builder; the caller fsyncs the directory
+/// before naming them in the MANIFEST.
+pub fn merge(
+    c: &Compaction,
+    ctx: &MergeContext<'_>,
+    new_file: &mut dyn FnMut() -> u64,
+) -> Result<Vec<FileMetaData>> {
+    let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+    if c.level == 0 {
+        for f in &c.inputs {
+            let t = ctx.tables.get_table(f.number, f.file_size)?;
+            children.push(Box::new(t.iter()));
+        }
+    } else {
+        children.push(Box::new(LevelIterator::new(
+            ctx.tables.clone(),
+            c.inputs.clone(),
+        )));
+    }
+    if !c.next_inputs.is_empty() {
+        children.push(Box::new(LevelIterator::new(
+            ctx.tables.clone(),
+            c.next_inputs.clone(),
+        )));
+    }
+    let mut input = MergingIterator::new(children);
+    input.seek_to_first();
+
+    let out_level = c.level + 1;
+    let mut deeper = DeeperLevels::new(ctx.version, out_level + 1);
+    let topts = TableOptions::from_options(ctx.options);
+    let mut outputs: Vec<FileMetaData> = Vec::new();
+    let mut builder: Option<(u64, TableBuilder)> = None;
+    let mut current_user_key: Option<Vec<u8>> = None;
+    let mut last_seq_for_key = u64::MAX;
+
+    let result: Result<()> = (|| {
+        while input.valid() {
+            if ctx.shutting_down.load(AtomicOrdering::Acquire) {
+                return Err(Error::Background("shutting down".into()));
+            }
+            let ikey = input.key();
+            let Some(parsed) = parse_internal_key(ikey) else {
+                return Err(Error::InvalidArgument(format!(
+                    "malformed internal key of {} bytes in compaction input",
+                    ikey.len()
+                )));
+            };
+            let new_user_key = current_user_key.as_deref() != Some(parsed.user_key);
+            if new_user_key {
+                // Cut the output between user keys once it is big enough.
+                if let Some((_, b)) = &builder {
+                    if b.file_size() >= ctx.options.target_file_size {
+                        if let Some((n, b)) = builder.take() {
+                            outputs.push(finish_output(n, b)?);
+                        }
+                    }
+                }
+                current_user_key = Some(parsed.user_key.to_vec());
+                last_seq_for_key = u64::MAX;
+            }
+            let drop = if last_seq_for_key <= ctx.smallest_snapshot {
+                // A newer entry for this key is visible to every snapshot.
+                true
+            } else {
+                parsed.value_type == ValueType::Deletion
+                    && parsed.sequence <= ctx.smallest_snapshot
+                    && !deeper.may_contain(parsed.user_key)
+            };
+            last_seq_for_key = parsed.sequence;
+            if !drop {
+                if builder.is_none() {
+                    let n = new_file();
+                    let path = table_file_name(ctx.dir, n);
+                    let file = ctx.env.create_writable(&path)?;
+                    builder = Some((n, TableBuilder::new(file, topts.clone())));
+                }
+                if let Some((_, b)) = builder.as_mut() {
+                    b.add(ikey, input.value())?;
+                }
+            }
+            input.next();
+        }
+        input.status()?;
+        if let Some((n, b)) = builder.take() {
+            outputs.push(finish_output(n, b)?);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        if let Some((_, b)) = builder.take() {
+            b.abandon();
+        }
+        return Err(e);
+    }
+    Ok(outputs)
+}
+
+/// Finish a table and describe it for the MANIFEST.
+pub fn finish_output(number: u64, builder: TableBuilder) -> Result<FileMetaData> {
+    let s = builder.finish()?;
+    Ok(FileMetaData {
+        number,
+        file_size: s.file_size,
+        smallest: s.smallest,
+        largest: s.largest,
+        smallest_seq: s.smallest_seq,
+        largest_seq: s.largest_seq,
+        num_entries: s.num_entries,
+    })
+}

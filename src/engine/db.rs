@@ -1,15 +1,55 @@
-//! The database handle (being written: API fixed, bodies to come).
-#![allow(unused_variables)]
+//! The database: ties the WAL, memtables, tables and the VersionSet together.
+//!
+//! ## Threads and locks
+//! - Writers queue up; the first becomes the *leader*, takes the whole queue
+//!   as one group (group commit), appends it to the WAL as one record, fsyncs
+//!   once if any member asked for it, inserts it into the memtable, then
+//!   wakes the others with the common result.
+//! - One background thread flushes the immutable memtable to an L0 table and
+//!   runs compactions. Edits to the set of files are serialised by
+//!   `version_lock`; the MANIFEST write happens under the VersionSet lock,
+//!   never under the `state` lock that readers take.
+//! - Readers take the `state` lock only to clone `Arc`s of the memtables and
+//!   the current Version, then read without locks: they never wait for a
+//!   flush or compaction.
+//!
+//! ## Ordering rules (each one a known bug elsewhere)
+//! - A table is fsync'd, and then its directory, before the edit naming it is
+//!   written (leveldb#333).
+//! - A WAL is deleted only after the edit whose log number covers it is
+//!   durable in the MANIFEST; tables only after the edit retiring them is.
+//! - After a failed WAL or MANIFEST write/sync, the error is sticky: every
+//!   later write fails rather than land behind a damaged record
+//!   (rocksdb#6316); the next open starts a fresh WAL and MANIFEST.
 
+use super::cache::BlockCache;
+use super::compaction::{self, Compaction, MergeContext};
+use super::db_iter::DbIterator;
+use super::dbformat::{lookup_key, SequenceNumber};
+use super::env::{Env, FileLock};
 use super::error::{Error, Result};
-use super::options::Options;
+use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
+use super::iterator::InternalIterator;
+use super::log_reader::LogReader;
+use super::log_writer::LogWriter;
+use super::memtable::{MemGet, MemTable};
+use super::merge_iter::MergingIterator;
+use super::options::{Options, SyncMode, NUM_LEVELS};
+use super::sstable::{TableBuilder, TableOptions};
+use super::table_cache::TableCache;
+use super::version::{TableGet, Version};
+use super::version_edit::{FileMetaData, VersionEdit};
+use super::version_set::VersionSet;
 use super::write_batch::WriteBatch;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-/// A consistent read view at a fixed sequence number; released on drop.
-pub struct Snapshot {
-    pub sequence: u64,
-}
+/// Group commits are capped at this many bytes of batch data.
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 /// Per-level figures.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +71,7 @@ pub struct DbStats {
     pub bytes_compacted_written: u64,
     pub num_flushes: u64,
     pub num_compactions: u64,
+    pub num_trivial_moves: u64,
     pub memtable_bytes: u64,
     pub wal_bytes: u64,
     pub block_cache_hits: u64,
@@ -38,51 +79,1038 @@ pub struct DbStats {
     pub gets: u64,
     pub writes: u64,
     pub write_stalls: u64,
+    pub wal_syncs: u64,
+    /// Set while a flush or compaction is running (for crash-test logging).
+    pub background_busy: bool,
 }
 
-/// The open database. Cheap to clone; all clones share one engine.
+impl DbStats {
+    /// Bytes written to disk (WAL + flushes + compactions) per user byte.
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes_written == 0 {
+            return 0.0;
+        }
+        (self.wal_bytes_written + self.bytes_flushed + self.bytes_compacted_written) as f64
+            / self.user_bytes_written as f64
+    }
+
+    pub fn block_cache_hit_rate(&self) -> f64 {
+        let total = self.block_cache_hits + self.block_cache_misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.block_cache_hits as f64 / total as f64
+        }
+    }
+}
+
+impl std::fmt::Display for DbStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "level  files        bytes  score")?;
+        for (i, l) in self.levels.iter().enumerate() {
+            writeln!(f, "L{i:<5} {:>5} {:>12} {:>6.2}", l.files, l.bytes, l.score)?;
+        }
+        writeln!(f, "last_sequence        {}", self.last_sequence)?;
+        writeln!(f, "user_bytes_written   {}", self.user_bytes_written)?;
+        writeln!(f, "wal_bytes_written    {}", self.wal_bytes_written)?;
+        writeln!(f, "bytes_flushed        {} ({} flushes)", self.bytes_flushed, self.num_flushes)?;
+        writeln!(
+            f,
+            "bytes_compacted      {} read, {} written ({} compactions, {} trivial moves)",
+            self.bytes_compacted_read,
+            self.bytes_compacted_written,
+            self.num_compactions,
+            self.num_trivial_moves
+        )?;
+        writeln!(f, "write_amplification  {:.2}", self.write_amplification())?;
+        writeln!(f, "memtable_bytes       {}", self.memtable_bytes)?;
+        writeln!(f, "wal_bytes            {}", self.wal_bytes)?;
+        writeln!(
+            f,
+            "block_cache          {} hits, {} misses ({:.1}% hit rate)",
+            self.block_cache_hits,
+            self.block_cache_misses,
+            100.0 * self.block_cache_hit_rate()
+        )?;
+        writeln!(f, "gets                 {}", self.gets)?;
+        writeln!(f, "writes               {} ({} WAL syncs)", self.writes, self.wal_syncs)?;
+        writeln!(f, "write_stalls         {}", self.write_stalls)?;
+        writeln!(f, "background_busy      {}", self.background_busy)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    user_bytes_written: AtomicU64,
+    wal_bytes_written: AtomicU64,
+    bytes_flushed: AtomicU64,
+    bytes_compacted_read: AtomicU64,
+    bytes_compacted_written: AtomicU64,
+    num_flushes: AtomicU64,
+    num_compactions: AtomicU64,
+    num_trivial_moves: AtomicU64,
+    gets: AtomicU64,
+    writes: AtomicU64,
+    write_stalls: AtomicU64,
+    wal_syncs: AtomicU64,
+    background_busy: AtomicBool,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// What readers and the write leader share, under `Shared::state`.
+struct State {
+    mem: Arc<MemTable>,
+    imm: Option<Arc<MemTable>>,
+    current: Arc<Version>,
+    /// Number of the WAL that `mem` is logged to.
+    log_number: u64,
+    /// Sticky: set by a failed WAL/MANIFEST/flush write; every write then fails.
+    bg_error: Option<Error>,
+    /// A compaction hit corrupt input; stop compacting, keep serving.
+    compaction_paused: bool,
+    compaction_needed: bool,
+    /// Table numbers being written, not yet in any Version.
+    pending_outputs: HashSet<u64>,
+}
+
+struct Pending {
+    id: u64,
+    batch: WriteBatch,
+    sync: bool,
+    force_switch: bool,
+}
+
+#[derive(Default)]
+struct WriteQueue {
+    pending: VecDeque<Pending>,
+    results: HashMap<u64, Result<()>>,
+    next_id: u64,
+    leader_active: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: Options,
+    env: Arc<dyn Env>,
+    state: Mutex<State>,
+    /// Signalled when background work is wanted or has made progress.
+    bg_cv: Condvar,
+    writers: Mutex<WriteQueue>,
+    writers_cv: Condvar,
+    log: Mutex<Option<LogWriter>>,
+    versions: Mutex<VersionSet>,
+    /// Serialises flushes and compactions (every change of the file set).
+    version_lock: Mutex<()>,
+    tables: Arc<TableCache>,
+    block_cache: Arc<BlockCache>,
+    /// Highest sequence number whose batch is fully in the memtable.
+    visible_seq: AtomicU64,
+    snapshots: Mutex<BTreeMap<SequenceNumber, usize>>,
+    shutting_down: AtomicBool,
+    counters: Counters,
+}
+
+/// A consistent read view at a fixed sequence number; released on drop.
+pub struct Snapshot {
+    pub sequence: SequenceNumber,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shared.snapshots.lock() {
+            if let Some(c) = s.get_mut(&self.sequence) {
+                *c -= 1;
+                if *c == 0 {
+                    s.remove(&self.sequence);
+                }
+            }
+        }
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    bg: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<Box<dyn FileLock>>>,
+    closed: AtomicBool,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Handle {
+    fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.shutting_down.store(true, Ordering::Release);
+        if let Ok(mut log) = self.shared.log.lock() {
+            if let Some(w) = log.as_mut() {
+                if let Err(e) = w.sync() {
+                    log::warn!("closing: WAL sync failed: {e}");
+                }
+            }
+        }
+        self.shared.bg_cv.notify_all();
+        if let Ok(mut bg) = self.bg.lock() {
+            if let Some(h) = bg.take() {
+                if h.join().is_err() {
+                    log::error!("background thread panicked");
+                }
+            }
+        }
+        self.shared.writers_cv.notify_all();
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
+    }
+}
+
+/// The open database. Cheap to clone; all clones share one engine, which
+/// shuts down when the last clone is dropped or `close()` is called.
 #[derive(Clone)]
-pub struct Db {}
+pub struct Db {
+    handle: Arc<Handle>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a thread panicked while holding it; the data
+    // behind our locks stays consistent at every await point, so continue.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db> {
-        Err(Error::InvalidArgument("not yet built".into()))
+        let env = opts.env.clone();
+        if opts.create_if_missing {
+            env.create_dir_all(dir)?;
+        }
+        let file_lock = env.lock_file(&lock_file_name(dir))?;
+        let block_cache = Arc::new(BlockCache::new(opts.block_cache_bytes));
+        let tables = Arc::new(TableCache::new(
+            env.clone(),
+            dir.to_path_buf(),
+            opts.max_open_files,
+            block_cache.clone(),
+        ));
+        let mut versions = VersionSet::new(dir, &opts);
+        if versions.exists() {
+            let report = versions.recover()?;
+            versions.verify_live_files_present()?;
+            log::debug!(
+                "recovered {} edits from {}",
+                report.edits,
+                report.manifest.display()
+            );
+        } else {
+            let leftovers: Vec<String> = env
+                .list_dir(dir)?
+                .into_iter()
+                .filter(|n| {
+                    matches!(
+                        parse_file_name(n),
+                        Some(FileType::Log(_) | FileType::Table(_) | FileType::Manifest(_))
+                    )
+                })
+                .collect();
+            if !leftovers.is_empty() {
+                return Err(Error::corruption(
+                    &dir.join("CURRENT"),
+                    0,
+                    format!(
+                        "CURRENT is missing but the directory holds database files ({}); refusing to start empty",
+                        leftovers.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut edit = VersionEdit::default();
+        let mut max_seq = versions.last_sequence;
+        let mut recovered = Vec::new();
+        Self::replay_logs(
+            dir,
+            &opts,
+            &env,
+            &mut versions,
+            &mut edit,
+            &mut max_seq,
+            &mut recovered,
+        )?;
+        let log_number = versions.new_file_number();
+        let log_file = env.create_writable(&log_file_name(dir, log_number))?;
+        let log_writer = LogWriter::new(log_file);
+        edit.log_number = Some(log_number);
+        edit.prev_log_number = Some(0);
+        edit.last_sequence = Some(max_seq);
+        versions.last_sequence = max_seq;
+        // Always a fresh MANIFEST at open: never append behind an old tail.
+        let current = versions.log_and_apply(&mut edit)?;
+        let state = State {
+            mem: Arc::new(MemTable::new()),
+            imm: None,
+            current,
+            log_number,
+            bg_error: None,
+            compaction_paused: false,
+            compaction_needed: false,
+            pending_outputs: HashSet::new(),
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            env: env.clone(),
+            state: Mutex::new(state),
+            bg_cv: Condvar::new(),
+            writers: Mutex::new(WriteQueue::default()),
+            writers_cv: Condvar::new(),
+            log: Mutex::new(Some(log_writer)),
+            versions: Mutex::new(versions),
+            version_lock: Mutex::new(()),
+            tables,
+            block_cache,
+            visible_seq: AtomicU64::new(max_seq),
+            snapshots: Mutex::new(BTreeMap::new()),
+            shutting_down: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        shared.remove_obsolete_files(true);
+        shared.update_compaction_needed();
+        let bg = if opts.background_compaction {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("lsmfs-compact".into())
+                    .spawn(move || s.background_loop())
+                    .map_err(|e| Error::io("spawn background thread", e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Db {
+            handle: Arc::new(Handle {
+                shared,
+                bg: Mutex::new(bg),
+                lock: Mutex::new(Some(file_lock)),
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Err(Error::Closed)
-    }
-    pub fn get_at(&self, key: &[u8], snap: &Snapshot) -> Result<Option<Vec<u8>>> {
-        Err(Error::Closed)
-    }
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        Err(Error::Closed)
-    }
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
-        Err(Error::Closed)
-    }
-    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        Err(Error::Closed)
-    }
-    /// Up to `limit` live entries with `start <= key < end` (`end` None = unbounded).
-    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, snap: Option<&Snapshot>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        Err(Error::Closed)
-    }
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot { sequence: 0 }
-    }
-    pub fn flush(&self) -> Result<()> {
-        Err(Error::Closed)
-    }
-    pub fn compact_range(&self, begin: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
-        Err(Error::Closed)
-    }
-    pub fn sync(&self) -> Result<()> {
-        Err(Error::Closed)
-    }
-    pub fn close(&self) -> Result<()> {
+
+    /// Replay the WALs the MANIFEST does not cover into L0 tables.
+    fn replay_logs(
+        dir: &Path,
+        opts: &Options,
+        env: &Arc<dyn Env>,
+        versions: &mut VersionSet,
+        edit: &mut VersionEdit,
+        max_seq: &mut SequenceNumber,
+        recovered: &mut Vec<u64>,
+    ) -> Result<()> {
+        let mut logs: Vec<u64> = env
+            .list_dir(dir)?
+            .iter()
+            .filter_map(|n| match parse_file_name(n) {
+                Some(FileType::Log(n))
+                    if n >= versions.log_number || n == versions.prev_log_number =>
+                {
+                    Some(n)
+                }
+                _ => None,
+            })
+            .collect();
+        logs.sort_unstable();
+        let mut mem = Arc::new(MemTable::new());
+        for number in logs {
+            versions.mark_file_number_used(number);
+            let path = log_file_name(dir, number);
+            let data = env.read_all(&path)?;
+            let mut reader = LogReader::new(path.clone(), data);
+            let mut batches = 0u64;
+            while let Some(rec) = reader.read_record()? {
+                let offset = reader.last_record_offset();
+                let batch = WriteBatch::from_data(rec)
+                    .map_err(|m| Error::corruption(&path, offset, m))?;
+                batch
+                    .insert_into(&mem)
+                    .map_err(|m| Error::corruption(&path, offset, m))?;
+                let last = batch.sequence() + (batch.count() as u64).saturating_sub(1);
+                *max_seq = (*max_seq).max(last);
+                batches += 1;
+                if mem.approximate_memory_usage() > opts.write_buffer_size {
+                    let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
+                    if let Some(m) = meta {
+                        edit.new_files.push((0, m));
+                    }
+                    mem = Arc::new(MemTable::new());
+                }
+            }
+            if let Some(t) = reader.torn_tail() {
+                log::warn!(
+                    "{}: torn tail at offset {} ({}); recovered the {batches} whole records before it",
+                    path.display(),
+                    t.offset,
+                    t.reason
+                );
+            } else {
+                log::debug!("{}: replayed {batches} records", path.display());
+            }
+            recovered.push(number);
+        }
+        if !mem.is_empty() {
+            let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
+            if let Some(m) = meta {
+                edit.new_files.push((0, m));
+            }
+        }
+        if !edit.new_files.is_empty() {
+            env.sync_dir(dir)?;
+        }
         Ok(())
     }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let seq = self.handle.shared.visible_seq.load(Ordering::Acquire);
+        self.handle.shared.get(key, seq)
+    }
+
+    pub fn get_at(&self, key: &[u8], snap: &Snapshot) -> Result<Option<Vec<u8>>> {
+        self.handle.shared.get(key, snap.sequence)
+    }
+
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b, false)
+    }
+
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b, false)
+    }
+
+    /// Apply `batch` atomically. When this returns Ok the batch is in the WAL
+    /// (handed to the OS); with `sync` (or `SyncMode::Always`) it is fsync'd.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        self.handle.shared.write(batch, sync, false)
+    }
+
+    /// A merged iterator over the whole key space, as of `snap` or now.
+    pub fn iter(&self, snap: Option<&Snapshot>) -> Result<DbIterator> {
+        self.handle.shared.iter(snap)
+    }
+
+    /// Up to `limit` live entries with `start <= key < end` (`end` None = unbounded).
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        snap: Option<&Snapshot>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut it = self.iter(snap)?;
+        it.seek(start);
+        let mut out = Vec::new();
+        while it.valid() && out.len() < limit {
+            if end.is_some_and(|e| it.key() >= e) {
+                break;
+            }
+            out.push((it.key().to_vec(), it.value().to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let shared = &self.handle.shared;
+        let seq = shared.visible_seq.load(Ordering::Acquire);
+        *lock(&shared.snapshots).entry(seq).or_insert(0) += 1;
+        Snapshot {
+            sequence: seq,
+            shared: shared.clone(),
+        }
+    }
+
+    /// Switch the memtable and wait until it is an L0 table in the MANIFEST.
+    pub fn flush(&self) -> Result<()> {
+        let shared = &self.handle.shared;
+        shared.write(WriteBatch::new(), false, true)?;
+        if !shared.opts.background_compaction {
+            let _g = lock(&shared.version_lock);
+            return shared.flush_imm();
+        }
+        let mut st = lock(&shared.state);
+        while st.imm.is_some() && st.bg_error.is_none() {
+            if shared.shutting_down.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            st = shared
+                .bg_cv
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match &st.bg_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Compact every level overlapping `[begin, end]` (user keys) down to the bottom.
+    pub fn compact_range(&self, begin: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
+        let shared = &self.handle.shared;
+        let _g = lock(&shared.version_lock);
+        for level in 0..NUM_LEVELS - 1 {
+            loop {
+                let version = lock(&shared.state).current.clone();
+                match compaction::pick_range(&version, level, begin, end) {
+                    Some(c) => shared.run_compaction(&c, &version)?,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// fsync the WAL: everything written so far survives power loss.
+    pub fn sync(&self) -> Result<()> {
+        self.handle.shared.write(WriteBatch::new(), true, false)
+    }
+
+    /// Sync the WAL, stop the background thread, release the LOCK.
+    pub fn close(&self) -> Result<()> {
+        let err = lock(&self.handle.shared.state).bg_error.clone();
+        self.handle.shutdown();
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.handle.shared.dir
+    }
+
     pub fn stats(&self) -> DbStats {
-        DbStats::default()
+        let s = &self.handle.shared;
+        let (current, mem_bytes, imm_bytes) = {
+            let st = lock(&s.state);
+            (
+                st.current.clone(),
+                st.mem.approximate_memory_usage() as u64,
+                st.imm.as_ref().map_or(0, |m| m.approximate_memory_usage() as u64),
+            )
+        };
+        let scores = lock(&s.versions).level_scores(&s.opts);
+        let wal_bytes = lock(&s.log).as_ref().map_or(0, |w| w.len());
+        let c = &s.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DbStats {
+            levels: (0..NUM_LEVELS)
+                .map(|l| LevelStats {
+                    files: current.num_files(l),
+                    bytes: current.level_bytes(l),
+                    score: scores.get(l).copied().unwrap_or(0.0),
+                })
+                .collect(),
+            last_sequence: s.visible_seq.load(Ordering::Acquire),
+            user_bytes_written: get(&c.user_bytes_written),
+            wal_bytes_written: get(&c.wal_bytes_written),
+            bytes_flushed: get(&c.bytes_flushed),
+            bytes_compacted_read: get(&c.bytes_compacted_read),
+            bytes_compacted_written: get(&c.bytes_compacted_written),
+            num_flushes: get(&c.num_flushes),
+            num_compactions: get(&c.num_compactions),
+            num_trivial_moves: get(&c.num_trivial_moves),
+            memtable_bytes: mem_bytes + imm_bytes,
+            wal_bytes,
+            block_cache_hits: s.block_cache.hits(),
+            block_cache_misses: s.block_cache.misses(),
+            gets: get(&c.gets),
+            writes: get(&c.writes),
+            write_stalls: get(&c.write_stalls),
+            wal_syncs: get(&c.wal_syncs),
+            background_busy: c.background_busy.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Write a memtable to a new L0 table; `None` if it is empty. The table is
+/// fsync'd; the caller fsyncs the directory before naming it in an edit.
+fn write_level0_table(
+    env: &Arc<dyn Env>,
+    dir: &Path,
+    opts: &Options,
+    number: u64,
+    mem: &Arc<MemTable>,
+) -> Result<Option<FileMetaData>> {
+    let mut it = mem.iter();
+    it.seek_to_first();
+    if !it.valid() {
+        return Ok(None);
+    }
+    let path = table_file_name(dir, number);
+    let file = env.create_writable(&path)?;
+    let mut builder = TableBuilder::new(file, TableOptions::from_options(opts));
+    while it.valid() {
+        if let Err(e) = builder.add(it.key(), it.value()) {
+            builder.abandon();
+            return Err(e);
+        }
+        it.next();
+    }
+    it.status()?;
+    compaction::finish_output(number, builder).map(Some)
+}
+
+impl Shared {
+    fn get(&self, key: &[u8], seq: SequenceNumber) -> Result<Option<Vec<u8>>> {
+        add(&self.counters.gets, 1);
+        let (mem, imm, version) = {
+            let st = lock(&self.state);
+            (st.mem.clone(), st.imm.clone(), st.current.clone())
+        };
+        for m in std::iter::once(&mem).chain(imm.iter()) {
+            match m.get(key, seq) {
+                Some(MemGet::Value(v)) => return Ok(Some(v)),
+                Some(MemGet::Deleted) => return Ok(None),
+                None => {}
+            }
+        }
+        match version.get(&self.tables, &lookup_key(key, seq))? {
+            TableGet::Found(v) => Ok(Some(v)),
+            TableGet::Deleted | TableGet::NotFound => Ok(None),
+        }
+    }
+
+    fn iter(&self, snap: Option<&Snapshot>) -> Result<DbIterator> {
+        let seq = snap.map_or_else(|| self.visible_seq.load(Ordering::Acquire), |s| s.sequence);
+        let (mem, imm, version) = {
+            let st = lock(&self.state);
+            (st.mem.clone(), st.imm.clone(), st.current.clone())
+        };
+        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(mem.iter())];
+        if let Some(imm) = &imm {
+            children.push(Box::new(imm.iter()));
+        }
+        children.extend(version.iterators(&self.tables)?);
+        Ok(DbIterator::new(
+            MergingIterator::new(children),
+            seq,
+            version,
+            None,
+        ))
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool, force_switch: bool) -> Result<()> {
+        let mut q = lock(&self.writers);
+        let id = q.next_id;
+        q.next_id += 1;
+        q.pending.push_back(Pending {
+            id,
+            batch,
+            sync,
+            force_switch,
+        });
+        loop {
+            if let Some(r) = q.results.remove(&id) {
+                return r;
+            }
+            if !q.leader_active {
+                // Lead one group, then look again for our own result.
+                q.leader_active = true;
+                let mut group = Vec::new();
+                let mut bytes = 0;
+                while let Some(p) = q.pending.front() {
+                    if !group.is_empty()
+                        && (bytes + p.batch.approximate_size() > MAX_GROUP_BYTES || p.force_switch)
+                    {
+                        break;
+                    }
+                    bytes += p.batch.approximate_size();
+                    let force = p.force_switch;
+                    if let Some(p) = q.pending.pop_front() {
+                        group.push(p);
+                    }
+                    if force {
+                        break;
+                    }
+                }
+                drop(q);
+                let r = self.write_group(&mut group);
+                q = lock(&self.writers);
+                for p in &group {
+                    q.results.insert(p.id, r.clone());
+                }
+                q.leader_active = false;
+                self.writers_cv.notify_all();
+                continue;
+            }
+            q = self
+                .writers_cv
+                .wait(q)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn write_group(&self, group: &mut [Pending]) -> Result<()> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let force = group.iter().any(|p| p.force_switch);
+        let sync = self.opts.sync_mode == SyncMode::Always || group.iter().any(|p| p.sync);
+        let mem = self.make_room_for_write(force)?;
+        let mut combined;
+        let batch: &mut WriteBatch = if group.len() == 1 {
+            &mut group[0].batch
+        } else {
+            combined = WriteBatch::new();
+            for p in group.iter() {
+                combined.append(&p.batch);
+            }
+            &mut combined
+        };
+        let count = batch.count() as u64;
+        if count == 0 && !sync {
+            return Ok(());
+        }
+        let seq = self.visible_seq.load(Ordering::Acquire) + 1;
+        if count > 0 {
+            batch.set_sequence(seq);
+        }
+        {
+            let mut log = lock(&self.log);
+            let Some(w) = log.as_mut() else {
+                return Err(Error::Closed);
+            };
+            let r = (|| {
+                if count > 0 {
+                    w.add_record(batch.data())?;
+                    w.flush()?;
+                    add(&self.counters.wal_bytes_written, batch.data().len() as u64);
+                }
+                if sync {
+                    w.sync()?;
+                    add(&self.counters.wal_syncs, 1);
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                // Never append behind a record that may be damaged.
+                *log = None;
+                return Err(self.set_bg_error(e));
+            }
+        }
+        if count > 0 {
+            batch
+                .insert_into(&mem)
+                .map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))?;
+            self.visible_seq.store(seq + count - 1, Ordering::Release);
+            add(&self.counters.writes, count);
+            add(&self.counters.user_bytes_written, batch.approximate_size() as u64);
+        }
+        Ok(())
+    }
+
+    fn set_bg_error(&self, e: Error) -> Error {
+        log::error!("stopping writes: {e}");
+        let mut st = lock(&self.state);
+        if st.bg_error.is_none() {
+            st.bg_error = Some(e.clone());
+        }
+        self.bg_cv.notify_all();
+        e
+    }
+
+    /// Make sure the memtable has room; switch it (and the WAL) when full.
+    /// Slows writers down when L0 piles up, and stops them at the stop trigger.
+    fn make_room_for_write(&self, mut force: bool) -> Result<Arc<MemTable>> {
+        let mut allow_delay = !force;
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(e) = &st.bg_error {
+                return Err(e.clone());
+            }
+            if self.shutting_down.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            let l0 = st.current.num_files(0);
+            if allow_delay && l0 >= self.opts.l0_slowdown_trigger {
+                drop(st);
+                add(&self.counters.write_stalls, 1);
+                std::thread::sleep(Duration::from_millis(1));
+                allow_delay = false;
+                st = lock(&self.state);
+                continue;
+            }
+            if !force && st.mem.approximate_memory_usage() <= self.opts.write_buffer_size {
+                return Ok(st.mem.clone());
+            }
+            if force && st.mem.is_empty() {
+                return Ok(st.mem.clone());
+            }
+            if st.imm.is_some() || l0 >= self.opts.l0_stop_trigger {
+                add(&self.counters.write_stalls, 1);
+                self.bg_cv.notify_all();
+                st = self
+                    .bg_cv
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                continue;
+            }
+            let number = lock(&self.versions).new_file_number();
+            let path = log_file_name(&self.dir, number);
+            let file = match self.env.create_writable(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    drop(st);
+                    return Err(self.set_bg_error(e));
+                }
+            };
+            {
+                let mut log = lock(&self.log);
+                if let Some(old) = log.as_mut() {
+                    if let Err(e) = old.flush() {
+                        *log = None;
+                        drop(log);
+                        drop(st);
+                        return Err(self.set_bg_error(e));
+                    }
+                }
+                *log = Some(LogWriter::new(file));
+            }
+            let full = std::mem::replace(&mut st.mem, Arc::new(MemTable::new()));
+            st.imm = Some(full);
+            st.log_number = number;
+            force = false;
+            self.bg_cv.notify_all();
+        }
+    }
+
+    fn background_loop(self: Arc<Self>) {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                loop {
+                    if self.shutting_down.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let compact = st.compaction_needed && !st.compaction_paused;
+                    if st.bg_error.is_none() && (st.imm.is_some() || compact) {
+                        break;
+                    }
+                    st = self
+                        .bg_cv
+                        .wait(st)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            }
+            self.counters.background_busy.store(true, Ordering::Relaxed);
+            let r = self.background_work();
+            self.counters.background_busy.store(false, Ordering::Relaxed);
+            if let Err(e) = r {
+                if self.shutting_down.load(Ordering::Acquire) {
+                    return;
+                }
+                if e.is_corruption() {
+                    log::error!("compaction stopped: {e}");
+                    lock(&self.state).compaction_paused = true;
+                } else {
+                    self.set_bg_error(e);
+                }
+            }
+            self.bg_cv.notify_all();
+        }
+    }
+
+    fn background_work(&self) -> Result<()> {
+        let _g = lock(&self.version_lock);
+        let has_imm = lock(&self.state).imm.is_some();
+        if has_imm {
+            return self.flush_imm();
+        }
+        let (version, c) = {
+            let vs = lock(&self.versions);
+            let v = vs.current();
+            let scores = vs.level_scores(&self.opts);
+            let c = compaction::pick(&v, &scores, &vs.compact_pointers);
+            (v, c)
+        };
+        match c {
+            Some(c) => self.run_compaction(&c, &version),
+            None => {
+                lock(&self.state).compaction_needed = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// Write the immutable memtable to L0 and record it. Caller holds `version_lock`.
+    fn flush_imm(&self) -> Result<()> {
+        let (imm, log_number) = {
+            let st = lock(&self.state);
+            match &st.imm {
+                Some(m) => (m.clone(), st.log_number),
+                None => return Ok(()),
+            }
+        };
+        let number = lock(&self.versions).new_file_number();
+        lock(&self.state).pending_outputs.insert(number);
+        let result = (|| {
+            let meta = write_level0_table(&self.env, &self.dir, &self.opts, number, &imm)?;
+            let mut edit = VersionEdit::default();
+            if let Some(m) = meta {
+                add(&self.counters.bytes_flushed, m.file_size);
+                self.env.sync_dir(&self.dir)?;
+                edit.new_files.push((0, m));
+            }
+            edit.log_number = Some(log_number);
+            edit.prev_log_number = Some(0);
+            edit.last_sequence = Some(self.visible_seq.load(Ordering::Acquire));
+            let v = lock(&self.versions).log_and_apply(&mut edit)?;
+            Ok(v)
+        })();
+        let mut st = lock(&self.state);
+        st.pending_outputs.remove(&number);
+        let v = result?;
+        st.current = v;
+        st.imm = None;
+        drop(st);
+        add(&self.counters.num_flushes, 1);
+        self.update_compaction_needed();
+        self.bg_cv.notify_all();
+        self.remove_obsolete_files(false);
+        Ok(())
+    }
+
+    /// Run one compaction chosen against `version`. Caller holds `version_lock`.
+    fn run_compaction(&self, c: &Compaction, version: &Arc<Version>) -> Result<()> {
+        let mut edit = VersionEdit::default();
+        c.delete_inputs(&mut edit);
+        if let Some(last) = c.inputs.last() {
+            edit.compact_pointers.push((c.level, last.largest.clone()));
+        }
+        if c.is_trivial_move() {
+            if let Some(f) = c.inputs.first() {
+                edit.new_files.push((c.level + 1, (**f).clone()));
+            }
+            let v = lock(&self.versions).log_and_apply(&mut edit)?;
+            lock(&self.state).current = v;
+            add(&self.counters.num_trivial_moves, 1);
+            self.update_compaction_needed();
+            return Ok(());
+        }
+        let smallest_snapshot = lock(&self.snapshots)
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
+        let ctx = MergeContext {
+            env: &self.env,
+            dir: &self.dir,
+            options: &self.opts,
+            tables: &self.tables,
+            version,
+            smallest_snapshot,
+            shutting_down: &self.shutting_down,
+        };
+        let mut allocated = Vec::new();
+        let mut new_file = || {
+            let n = lock(&self.versions).new_file_number();
+            lock(&self.state).pending_outputs.insert(n);
+            allocated.push(n);
+            n
+        };
+        let result = (|| {
+            let outputs = compaction::merge(c, &ctx, &mut new_file)?;
+            self.env.sync_dir(&self.dir)?;
+            let written: u64 = outputs.iter().map(|f| f.file_size).sum();
+            for f in outputs {
+                edit.new_files.push((c.level + 1, f));
+            }
+            let v = lock(&self.versions).log_and_apply(&mut edit)?;
+            Ok((v, written))
+        })();
+        let mut st = lock(&self.state);
+        for n in &allocated {
+            st.pending_outputs.remove(n);
+        }
+        let (v, written) = result?;
+        st.current = v;
+        drop(st);
+        add(&self.counters.num_compactions, 1);
+        add(&self.counters.bytes_compacted_read, c.input_bytes());
+        add(&self.counters.bytes_compacted_written, written);
+        self.update_compaction_needed();
+        self.remove_obsolete_files(false);
+        Ok(())
+    }
+
+    fn update_compaction_needed(&self) {
+        let needed = {
+            let vs = lock(&self.versions);
+            vs.level_scores(&self.opts).iter().any(|s| *s >= 1.0)
+        };
+        lock(&self.state).compaction_needed = needed;
+        if needed {
+            self.bg_cv.notify_all();
+        }
+    }
+
+    /// Delete files no durable Version needs: WALs older than the MANIFEST's
+    /// log number, tables no live Version names, old MANIFESTs, temp files.
+    fn remove_obsolete_files(&self, at_open: bool) {
+        let (live, log_number, prev_log, manifest_number) = {
+            let mut vs = lock(&self.versions);
+            (
+                vs.live_files(),
+                vs.log_number,
+                vs.prev_log_number,
+                vs.manifest_number,
+            )
+        };
+        let (pending, mem_log) = {
+            let st = lock(&self.state);
+            (st.pending_outputs.clone(), st.log_number)
+        };
+        let names = match self.env.list_dir(&self.dir) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("listing {}: {e}", self.dir.display());
+                return;
+            }
+        };
+        for name in names {
+            let keep = match parse_file_name(&name) {
+                Some(FileType::Log(n)) => n >= log_number || n == prev_log || n == mem_log,
+                Some(FileType::Table(n)) => live.contains(&n) || pending.contains(&n),
+                Some(FileType::Manifest(n)) => n >= manifest_number,
+                Some(FileType::Temp) => !at_open,
+                Some(FileType::Current | FileType::Lock) | None => true,
+            };
+            if keep {
+                continue;
+            }
+            if at_open {
+                log::info!("removing garbage file {name}");
+            } else {
+                log::debug!("removing obsolete file {name}");
+            }
+            if let Some(FileType::Table(n)) = parse_file_name(&name) {
+                self.tables.evict(n);
+            }
+            if let Err(e) = self.env.remove_file(&self.dir.join(&name)) {
+                log::warn!("removing {name}: {e}");
+            }
+        }
     }
 }

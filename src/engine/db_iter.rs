@@ -1,1 +1,123 @@
-//! (being written)
+//! The user-facing iterator: a merged view of memtables and tables as of
+//! one sequence number, yielding each live user key once with its newest
+//! visible value, deletions hidden.
+//!
+//! It owns `Arc`s of the memtables and the Version it reads, so flushes and
+//! compactions that happen while it is open do not disturb it.
+
+use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber, ValueType};
+use super::error::{Error, Result};
+use super::iterator::InternalIterator;
+use super::merge_iter::MergingIterator;
+use super::version::Version;
+use std::sync::Arc;
+
+pub struct DbIterator {
+    inner: MergingIterator,
+    sequence: SequenceNumber,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    valid: bool,
+    error: Option<Error>,
+    /// Keeps the files of the Version alive while we read them.
+    _version: Arc<Version>,
+    /// Keeps snapshot registration (if any) alive.
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl DbIterator {
+    pub(crate) fn new(
+        inner: MergingIterator,
+        sequence: SequenceNumber,
+        version: Arc<Version>,
+        guard: Option<Box<dyn Send + Sync>>,
+    ) -> DbIterator {
+        DbIterator {
+            inner,
+            sequence,
+            key: Vec::new(),
+            value: Vec::new(),
+            valid: false,
+            error: None,
+            _version: version,
+            _guard: guard,
+        }
+    }
+
+    pub fn seek_to_first(&mut self) {
+        self.inner.seek_to_first();
+        self.find_next_user_entry(None);
+    }
+
+    /// Position at the first live key >= `user_key`.
+    pub fn seek(&mut self, user_key: &[u8]) {
+        self.inner.seek(&lookup_key(user_key, self.sequence));
+        self.find_next_user_entry(None);
+    }
+
+    pub fn valid(&self) -> bool {
+        self.valid
+    }
+
+    pub fn next(&mut self) {
+        if !self.valid {
+            return;
+        }
+        let skip = std::mem::take(&mut self.key);
+        self.find_next_user_entry(Some(&skip));
+        if !self.valid {
+            self.key.clear();
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    pub fn status(&self) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.inner.status()
+    }
+
+    /// Advance the merged input to the newest visible version of the next
+    /// user key (after `skip`, if given) that is not deleted.
+    fn find_next_user_entry(&mut self, skip: Option<&[u8]>) {
+        let mut skipping: Option<Vec<u8>> = skip.map(|s| s.to_vec());
+        self.valid = false;
+        while self.inner.valid() {
+            let ikey = self.inner.key();
+            let Some(p) = parse_internal_key(ikey) else {
+                self.error = Some(Error::InvalidArgument(format!(
+                    "malformed internal key of {} bytes",
+                    ikey.len()
+                )));
+                return;
+            };
+            if p.sequence <= self.sequence {
+                let hidden = skipping.as_deref().is_some_and(|s| s >= p.user_key);
+                if !hidden {
+                    match p.value_type {
+                        ValueType::Deletion => {
+                            skipping = Some(p.user_key.to_vec());
+                        }
+                        ValueType::Value => {
+                            self.key.clear();
+                            self.key.extend_from_slice(p.user_key);
+                            self.value.clear();
+                            self.value.extend_from_slice(self.inner.value());
+                            self.valid = true;
+                            return;
+                        }
+                    }
+                }
+            }
+            self.inner.next();
+        }
+    }
+}

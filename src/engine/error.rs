@@ -83,6 +83,31 @@ impl fmt::Display for Error {
     }
 }
 
+/// `io::Error` is not `Clone`; a sticky error is reported again and again,
+/// so rebuild an equivalent one (same kind and message).
+impl Clone for Error {
+    fn clone(&self) -> Error {
+        match self {
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Corruption { file, offset, msg } => Error::Corruption {
+                file: file.clone(),
+                offset: *offset,
+                msg: msg.clone(),
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Locked(p) => Error::Locked(p.clone()),
+            Error::Background(m) => Error::Background(m.clone()),
+            Error::Closed => Error::Closed,
+        }
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -39,6 +39,7 @@ pub mod options;
 pub mod posix_env;
 pub mod sstable;
 pub mod table_cache;
+pub mod version;
 pub mod version_edit;
 pub mod version_set;
 pub mod write_batch;

@@ -1,0 +1,324 @@
+//! A Version: the immutable set of live SSTables, per level.
+//!
+//! Readers take an `Arc<Version>` and keep using it while flushes and
+//! compactions install newer ones, so a read never waits for background
+//! work. Level 0 files may overlap each other (they are flushed memtables)
+//! and are searched newest first; files of level 1 and deeper are disjoint
+//! and sorted by key, so one binary search finds the only candidate.
+//!
+//! A file stays on disk while any Version that names it is alive (see
+//! `VersionSet::live_files`), so an old iterator keeps working after a
+//! compaction has retired its files.
+
+use super::dbformat::{compare_internal, parse_internal_key, user_key, ValueType};
+use super::error::{Error, Result};
+use super::iterator::InternalIterator;
+use super::options::NUM_LEVELS;
+use super::sstable::TableIterator;
+use super::table_cache::TableCache;
+use super::version_edit::FileMetaData;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// The outcome of looking a key up in the tables.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TableGet {
+    Found(Vec<u8>),
+    Deleted,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Version {
+    /// `files[0]` sorted by file number (oldest first); deeper levels by smallest key.
+    pub files: Vec<Vec<Arc<FileMetaData>>>,
+}
+
+impl Version {
+    pub fn empty() -> Version {
+        Version {
+            files: vec![Vec::new(); NUM_LEVELS],
+        }
+    }
+
+    pub fn num_files(&self, level: usize) -> usize {
+        self.files.get(level).map_or(0, |f| f.len())
+    }
+
+    pub fn level_bytes(&self, level: usize) -> u64 {
+        self.files
+            .get(level)
+            .map_or(0, |f| f.iter().map(|m| m.file_size).sum())
+    }
+
+    pub fn total_files(&self) -> usize {
+        self.files.iter().map(|f| f.len()).sum()
+    }
+
+    /// Look up `ukey` as of the sequence encoded in `lookup` (an internal key).
+    pub fn get(&self, tables: &TableCache, lookup: &[u8]) -> Result<TableGet> {
+        let ukey = user_key(lookup);
+        // Level 0: every file whose range holds the key, newest first.
+        for f in self.files[0].iter().rev() {
+            if user_key(&f.smallest) <= ukey && ukey <= user_key(&f.largest) {
+                if let Some(r) = probe(tables, f, lookup, ukey)? {
+                    return Ok(r);
+                }
+            }
+        }
+        for level in 1..NUM_LEVELS {
+            let files = &self.files[level];
+            let idx = find_file(files, lookup);
+            if let Some(f) = files.get(idx) {
+                if user_key(&f.smallest) <= ukey {
+                    if let Some(r) = probe(tables, f, lookup, ukey)? {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        Ok(TableGet::NotFound)
+    }
+
+    /// Files of `level` whose user-key range intersects `[begin, end]` (None = unbounded).
+    /// For level 0 the range is widened by every overlapping file, as L0 files overlap.
+    pub fn overlapping_inputs(
+        &self,
+        level: usize,
+        begin: Option<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> Vec<Arc<FileMetaData>> {
+        let mut lo = begin.map(|b| b.to_vec());
+        let mut hi = end.map(|e| e.to_vec());
+        let files = &self.files[level];
+        let mut out: Vec<Arc<FileMetaData>> = Vec::new();
+        let mut i = 0;
+        while i < files.len() {
+            let f = &files[i];
+            i += 1;
+            let fs = user_key(&f.smallest);
+            let fl = user_key(&f.largest);
+            let before = lo.as_deref().is_some_and(|b| fl < b);
+            let after = hi.as_deref().is_some_and(|e| fs > e);
+            if before || after {
+                continue;
+            }
+            out.push(f.clone());
+            if level == 0 {
+                // Restart if this file widens the range.
+                let mut widened = false;
+                if lo.as_deref().is_some_and(|b| fs < b) {
+                    lo = Some(fs.to_vec());
+                    widened = true;
+                }
+                if hi.as_deref().is_some_and(|e| fl > e) {
+                    hi = Some(fl.to_vec());
+                    widened = true;
+                }
+                if widened {
+                    out.clear();
+                    i = 0;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any file at `level` or deeper may hold `ukey`.
+    pub fn key_may_exist_below(&self, level: usize, ukey: &[u8]) -> bool {
+        for files in self.files.iter().skip(level) {
+            for f in files {
+                if user_key(&f.smallest) <= ukey && ukey <= user_key(&f.largest) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Iterators over every table of this version: one per L0 file, one
+    /// concatenating iterator per deeper non-empty level.
+    pub fn iterators(&self, tables: &Arc<TableCache>) -> Result<Vec<Box<dyn InternalIterator>>> {
+        let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
+        for f in self.files[0].iter().rev() {
+            let t = tables.get_table(f.number, f.file_size)?;
+            out.push(Box::new(t.iter()));
+        }
+        for level in 1..NUM_LEVELS {
+            if !self.files[level].is_empty() {
+                out.push(Box::new(LevelIterator::new(
+                    tables.clone(),
+                    self.files[level].clone(),
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check the invariants a recovered Version must hold: L1+ files sorted
+    /// and disjoint, every file's smallest <= largest.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        for (level, files) in self.files.iter().enumerate() {
+            for f in files {
+                if compare_internal(&f.smallest, &f.largest) == Ordering::Greater {
+                    return Err(format!("L{level} file #{} has smallest > largest", f.number));
+                }
+            }
+            if level == 0 {
+                continue;
+            }
+            for w in files.windows(2) {
+                if compare_internal(&w[0].largest, &w[1].smallest) != Ordering::Less {
+                    return Err(format!(
+                        "L{level} files #{} and #{} overlap",
+                        w[0].number, w[1].number
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Index of the first file whose largest key >= `ikey` (files sorted, disjoint).
+pub fn find_file(files: &[Arc<FileMetaData>], ikey: &[u8]) -> usize {
+    files.partition_point(|f| compare_internal(&f.largest, ikey) == Ordering::Less)
+}
+
+fn probe(
+    tables: &TableCache,
+    f: &FileMetaData,
+    lookup: &[u8],
+    ukey: &[u8],
+) -> Result<Option<TableGet>> {
+    let table = tables.get_table(f.number, f.file_size)?;
+    match table.get(lookup)? {
+        Some((ikey, value)) => {
+            let parsed = parse_internal_key(&ikey).ok_or_else(|| {
+                Error::corruption(table.path(), 0, "malformed internal key in table")
+            })?;
+            if parsed.user_key != ukey {
+                return Ok(None);
+            }
+            Ok(Some(match parsed.value_type {
+                ValueType::Value => TableGet::Found(value),
+                ValueType::Deletion => TableGet::Deleted,
+            }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Concatenation of the disjoint, sorted files of one level; tables are
+/// opened lazily as the iterator reaches them.
+pub struct LevelIterator {
+    tables: Arc<TableCache>,
+    files: Vec<Arc<FileMetaData>>,
+    index: usize,
+    current: Option<TableIterator>,
+    error: Option<Error>,
+}
+
+impl LevelIterator {
+    pub fn new(tables: Arc<TableCache>, files: Vec<Arc<FileMetaData>>) -> LevelIterator {
+        LevelIterator {
+            tables,
+            index: files.len(),
+            files,
+            current: None,
+            error: None,
+        }
+    }
+
+    fn open(&mut self, index: usize) -> bool {
+        self.index = index;
+        self.current = None;
+        let Some(f) = self.files.get(index) else {
+            return false;
+        };
+        match self.tables.get_table(f.number, f.file_size) {
+            Ok(t) => {
+                self.current = Some(t.iter());
+                true
+            }
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Move forward over exhausted files until positioned or done.
+    fn skip_empty(&mut self) {
+        loop {
+            match &self.current {
+                Some(it) if it.valid() => return,
+                Some(it) => {
+                    if let Err(e) = it.status() {
+                        self.error = Some(e);
+                        self.current = None;
+                        return;
+                    }
+                }
+                None => return,
+            }
+            let next = self.index + 1;
+            if !self.open(next) {
+                return;
+            }
+            if let Some(it) = self.current.as_mut() {
+                it.seek_to_first();
+            }
+        }
+    }
+}
+
+impl InternalIterator for LevelIterator {
+    fn valid(&self) -> bool {
+        self.error.is_none() && self.current.as_ref().is_some_and(|c| c.valid())
+    }
+
+    fn seek_to_first(&mut self) {
+        if self.open(0) {
+            if let Some(it) = self.current.as_mut() {
+                it.seek_to_first();
+            }
+            self.skip_empty();
+        }
+    }
+
+    fn seek(&mut self, target: &[u8]) {
+        let idx = find_file(&self.files, target);
+        if self.open(idx) {
+            if let Some(it) = self.current.as_mut() {
+                it.seek(target);
+            }
+            self.skip_empty();
+        }
+    }
+
+    fn next(&mut self) {
+        if let Some(it) = self.current.as_mut() {
+            it.next();
+        }
+        self.skip_empty();
+    }
+
+    fn key(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.key())
+    }
+
+    fn value(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.value())
+    }
+
+    fn status(&self) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        match &self.current {
+            Some(c) => c.status(),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Randomised model check of the engine against a `BTreeMap`: puts,
+//! deletes, batches, snapshots, scans, flushes, compactions and reopens,
+//! with tiny memtables and level budgets so that every mechanism runs.
+
+use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::{Db, Options, WriteBatch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+pub fn small_options() -> Options {
+    Options {
+        write_buffer_size: 16 << 10,
+        block_size: 512,
+        target_file_size: 8 << 10,
+        max_bytes_for_level_base: 32 << 10,
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 6,
+        l0_stop_trigger: 10,
+        max_manifest_size: 4 << 10,
+        block_cache_bytes: 64 << 10,
+        max_open_files: 20,
+        ..Default::default()
+    }
+}
+
+fn key(rng: &mut StdRng) -> Vec<u8> {
+    format!("key{:05}", rng.gen_range(0..2000)).into_bytes()
+}
+
+fn value(rng: &mut StdRng) -> Vec<u8> {
+    let len = rng.gen_range(0..200);
+    (0..len).map(|_| rng.gen::<u8>()).collect()
+}
+
+fn full_scan(db: &Db) -> Model {
+    let mut it = db.iter(None).expect("iter");
+    it.seek_to_first();
+    let mut out = Model::new();
+    while it.valid() {
+        out.insert(it.key().to_vec(), it.value().to_vec());
+        it.next();
+    }
+    it.status().expect("iterator status");
+    out
+}
+
+fn check_range(db: &Db, model: &Model, rng: &mut StdRng) {
+    let a = key(rng);
+    let b = key(rng);
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let got = db.scan(&lo, Some(&hi), 50, None).expect("scan");
+    let want: Vec<(Vec<u8>, Vec<u8>)> = model
+        .range(lo.clone()..hi.clone())
+        .take(50)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(got, want, "scan [{lo:?}, {hi:?})");
+}
+
+fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut db = Db::open(dir, opts.clone()).expect("open");
+    let mut model = Model::new();
+    let mut snaps: Vec<(lsmfs::engine::Snapshot, Model)> = Vec::new();
+    for step in 0..steps {
+        match rng.gen_range(0..100) {
+            0..=44 => {
+                let (k, v) = (key(&mut rng), value(&mut rng));
+                db.put(&k, &v).expect("put");
+                model.insert(k, v);
+            }
+            45..=59 => {
+                let k = key(&mut rng);
+                db.delete(&k).expect("delete");
+                model.remove(&k);
+            }
+            60..=69 => {
+                let mut b = WriteBatch::new();
+                for _ in 0..rng.gen_range(1..20) {
+                    let k = key(&mut rng);
+                    if rng.gen_bool(0.7) {
+                        let v = value(&mut rng);
+                        b.put(&k, &v);
+                        model.insert(k, v);
+                    } else {
+                        b.delete(&k);
+                        model.remove(&k);
+                    }
+                }
+                db.write(b, rng.gen_bool(0.1)).expect("write batch");
+            }
+            70..=84 => {
+                let k = key(&mut rng);
+                assert_eq!(db.get(&k).expect("get"), model.get(&k).cloned(), "get {k:?} at step {step}");
+            }
+            85..=88 => check_range(&db, &model, &mut rng),
+            89..=90 => {
+                if snaps.len() < 4 {
+                    snaps.push((db.snapshot(), model.clone()));
+                }
+            }
+            91..=92 => {
+                if let Some((snap, m)) = snaps.pop() {
+                    for _ in 0..10 {
+                        let k = key(&mut rng);
+                        assert_eq!(db.get_at(&k, &snap).expect("get_at"), m.get(&k).cloned());
+                    }
+                    let got = db.scan(b"", None, usize::MAX, Some(&snap)).expect("scan at snapshot");
+                    let want: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    assert_eq!(got.len(), want.len(), "snapshot scan length at step {step}");
+                    assert!(got == want, "snapshot scan differs at step {step}");
+                }
+            }
+            93..=94 => db.flush().expect("flush"),
+            95 => {
+                let a = key(&mut rng);
+                db.compact_range(Some(&a), None).expect("compact_range");
+            }
+            _ => {
+                snaps.clear();
+                db.close().expect("close");
+                drop(db);
+                db = Db::open(dir, opts.clone()).expect("reopen");
+            }
+        }
+    }
+    assert!(full_scan(&db) == model, "final contents differ");
+    db.compact_range(None, None).expect("full compaction");
+    assert!(full_scan(&db) == model, "contents differ after full compaction");
+    let stats = db.stats();
+    assert!(stats.num_flushes > 0, "the workload must flush: {stats}");
+    db.close().expect("close");
+    drop(db);
+    let db = Db::open(dir, opts).expect("final reopen");
+    assert!(full_scan(&db) == model, "contents differ after final reopen");
+}
+
+#[test]
+fn model_check_on_disk() {
+    for seed in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run_model(dir.path(), small_options(), seed, 6000);
+    }
+}
+
+#[test]
+fn model_check_in_memory_env() {
+    for seed in 10..14 {
+        let env = Arc::new(FaultEnv::new());
+        let opts = Options {
+            env: env.clone(),
+            ..small_options()
+        };
+        run_model(Path::new("/db"), opts, seed, 6000);
+    }
+}
+
+#[test]
+fn compaction_drops_tombstones_at_the_bottom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for i in 0..3000u32 {
+        db.put(format!("k{i:06}").as_bytes(), &[7u8; 100]).expect("put");
+    }
+    for i in 0..3000u32 {
+        db.delete(format!("k{i:06}").as_bytes()).expect("delete");
+    }
+    db.compact_range(None, None).expect("compact");
+    let stats = db.stats();
+    let files: usize = stats.levels.iter().map(|l| l.files).sum();
+    assert_eq!(files, 0, "everything deleted, nothing should remain: {stats}");
+    assert!(full_scan(&db).is_empty());
+}
+
+#[test]
+fn concurrent_writers_and_readers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    let mut handles = Vec::new();
+    for t in 0..4u32 {
+        let db = db.clone();
+        handles.push(std::thread::spawn(move || {
+            for i in 0..2000u32 {
+                let k = format!("t{t}-{i:05}");
+                db.write(
+                    {
+                        let mut b = WriteBatch::new();
+                        b.put(k.as_bytes(), k.as_bytes());
+                        b
+                    },
+                    i % 500 == 0,
+                )
+                .expect("write");
+                if i % 7 == 0 {
+                    assert_eq!(db.get(k.as_bytes()).expect("get"), Some(k.clone().into_bytes()));
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let all = full_scan(&db);
+    assert_eq!(all.len(), 8000);
+    for (k, v) in &all {
+        assert_eq!(k, v);
+    }
+}
+
+#[test]
+fn second_open_of_a_locked_directory_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _db = Db::open(dir.path(), small_options()).expect("open");
+    match Db::open(dir.path(), small_options()) {
+        Err(lsmfs::engine::Error::Locked(_)) => {}
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("second open of a locked directory succeeded"),
+    }
+}
