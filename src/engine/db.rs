@@ -289,7 +289,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db> {
         let env = opts.env.clone();
-        if opts.create_if_missing {
+        if opts.create_if_missing && !opts.read_only {
             env.create_dir_all(dir)?;
         }
         let file_lock = env.lock_file(&lock_file_name(dir))?;
@@ -309,6 +309,11 @@ impl Db {
                 report.edits,
                 report.manifest.display()
             );
+        } else if opts.read_only {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds no lsmfs database (no CURRENT file)",
+                dir.display()
+            )));
         } else {
             let leftovers: Vec<String> = env
                 .list_dir(dir)?
@@ -333,27 +338,28 @@ impl Db {
         }
         let mut edit = VersionEdit::default();
         let mut max_seq = versions.last_sequence;
-        let mut recovered = Vec::new();
-        Self::replay_logs(
-            dir,
-            &opts,
-            &env,
-            &mut versions,
-            &mut edit,
-            &mut max_seq,
-            &mut recovered,
-        )?;
-        let log_number = versions.new_file_number();
-        let log_file = env.create_writable(&log_file_name(dir, log_number))?;
-        let log_writer = LogWriter::new(log_file);
-        edit.log_number = Some(log_number);
-        edit.prev_log_number = Some(0);
-        edit.last_sequence = Some(max_seq);
+        let recovered_mem = Self::replay_logs(dir, &opts, &env, &mut versions, &mut edit, &mut max_seq)?;
         versions.last_sequence = max_seq;
-        // Always a fresh MANIFEST at open: never append behind an old tail.
-        let current = versions.log_and_apply(&mut edit)?;
+        let (mem, log_writer, log_number, current) = if opts.read_only {
+            let n = versions.log_number;
+            (recovered_mem, None, n, versions.current())
+        } else {
+            let log_number = versions.new_file_number();
+            let log_file = env.create_writable(&log_file_name(dir, log_number))?;
+            edit.log_number = Some(log_number);
+            edit.prev_log_number = Some(0);
+            edit.last_sequence = Some(max_seq);
+            // Always a fresh MANIFEST at open: never append behind an old tail.
+            let current = versions.log_and_apply(&mut edit)?;
+            (
+                Arc::new(MemTable::new()),
+                Some(LogWriter::new(log_file)),
+                log_number,
+                current,
+            )
+        };
         let state = State {
-            mem: Arc::new(MemTable::new()),
+            mem,
             imm: None,
             current,
             log_number,
@@ -370,7 +376,7 @@ impl Db {
             bg_cv: Condvar::new(),
             writers: Mutex::new(WriteQueue::default()),
             writers_cv: Condvar::new(),
-            log: Mutex::new(Some(log_writer)),
+            log: Mutex::new(log_writer),
             versions: Mutex::new(versions),
             version_lock: Mutex::new(()),
             tables,
@@ -380,9 +386,11 @@ impl Db {
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
         });
-        shared.remove_obsolete_files(true);
-        shared.update_compaction_needed();
-        let bg = if opts.background_compaction {
+        if !opts.read_only {
+            shared.remove_obsolete_files(true);
+            shared.update_compaction_needed();
+        }
+        let bg = if opts.background_compaction && !opts.read_only {
             let s = shared.clone();
             Some(
                 std::thread::Builder::new()
@@ -411,8 +419,7 @@ impl Db {
         versions: &mut VersionSet,
         edit: &mut VersionEdit,
         max_seq: &mut SequenceNumber,
-        recovered: &mut Vec<u64>,
-    ) -> Result<()> {
+    ) -> Result<Arc<MemTable>> {
         let mut logs: Vec<u64> = env
             .list_dir(dir)?
             .iter()
@@ -443,7 +450,7 @@ impl Db {
                 let last = batch.sequence() + (batch.count() as u64).saturating_sub(1);
                 *max_seq = (*max_seq).max(last);
                 batches += 1;
-                if mem.approximate_memory_usage() > opts.write_buffer_size {
+                if !opts.read_only && mem.approximate_memory_usage() > opts.write_buffer_size {
                     let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
                     if let Some(m) = meta {
                         edit.new_files.push((0, m));
@@ -461,7 +468,9 @@ impl Db {
             } else {
                 log::debug!("{}: replayed {batches} records", path.display());
             }
-            recovered.push(number);
+        }
+        if opts.read_only {
+            return Ok(mem);
         }
         if !mem.is_empty() {
             let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
@@ -472,7 +481,7 @@ impl Db {
         if !edit.new_files.is_empty() {
             env.sync_dir(dir)?;
         }
-        Ok(())
+        Ok(Arc::new(MemTable::new()))
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -597,6 +606,16 @@ impl Db {
 
     pub fn dir(&self) -> &Path {
         &self.handle.shared.dir
+    }
+
+    /// The live set of tables (for `check` and `inspect`).
+    pub fn current_version(&self) -> Arc<Version> {
+        lock(&self.handle.shared.state).current.clone()
+    }
+
+    /// The open-table cache (for `check`, which reads every block).
+    pub fn table_cache(&self) -> &Arc<TableCache> {
+        &self.handle.shared.tables
     }
 
     pub fn stats(&self) -> DbStats {
@@ -764,6 +783,9 @@ impl Shared {
     fn write_group(&self, group: &mut [Pending]) -> Result<()> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(Error::Closed);
+        }
+        if self.opts.read_only {
+            return Err(Error::InvalidArgument("database is open read-only".into()));
         }
         let force = group.iter().any(|p| p.force_switch);
         let sync = self.opts.sync_mode == SyncMode::Always || group.iter().any(|p| p.sync);

@@ -39,6 +39,10 @@ pub struct Options {
     pub max_manifest_size: u64,
     /// Run compactions in the background thread (tests may turn it off).
     pub background_compaction: bool,
+    /// Open without changing anything on disk (for `check`, `inspect`,
+    /// `stats`): the WALs are replayed into memory only, no file is
+    /// created or deleted, and writes are refused.
+    pub read_only: bool,
 }
 
 pub const NUM_LEVELS: usize = 7;
@@ -62,6 +66,7 @@ impl Default for Options {
             l0_stop_trigger: 12,
             max_manifest_size: 4 << 20,
             background_compaction: true,
+            read_only: false,
         }
     }
 }
