@@ -65,11 +65,7 @@ impl Compaction {
 }
 
 /// Pick the most urgent compaction, if any level's score reaches 1.
-pub fn pick(
-    version: &Version,
-    scores: &[f64],
-    compact_pointers: &[Vec<u8>],
-) -> Option<Compaction> {
+pub fn pick(version: &Version, scores: &[f64], compact_pointers: &[Vec<u8>]) -> Option<Compaction> {
     let (level, score) = scores
         .iter()
         .enumerate()

@@ -113,7 +113,11 @@ impl std::fmt::Display for DbStats {
         writeln!(f, "last_sequence        {}", self.last_sequence)?;
         writeln!(f, "user_bytes_written   {}", self.user_bytes_written)?;
         writeln!(f, "wal_bytes_written    {}", self.wal_bytes_written)?;
-        writeln!(f, "bytes_flushed        {} ({} flushes)", self.bytes_flushed, self.num_flushes)?;
+        writeln!(
+            f,
+            "bytes_flushed        {} ({} flushes)",
+            self.bytes_flushed, self.num_flushes
+        )?;
         writeln!(
             f,
             "bytes_compacted      {} read, {} written ({} compactions, {} trivial moves)",
@@ -133,7 +137,11 @@ impl std::fmt::Display for DbStats {
             100.0 * self.block_cache_hit_rate()
         )?;
         writeln!(f, "gets                 {}", self.gets)?;
-        writeln!(f, "writes               {} ({} WAL syncs)", self.writes, self.wal_syncs)?;
+        writeln!(
+            f,
+            "writes               {} ({} WAL syncs)",
+            self.writes, self.wal_syncs
+        )?;
         writeln!(f, "write_stalls         {}", self.write_stalls)?;
         writeln!(f, "background_busy      {}", self.background_busy)
     }
@@ -338,7 +346,8 @@ impl Db {
         }
         let mut edit = VersionEdit::default();
         let mut max_seq = versions.last_sequence;
-        let recovered_mem = Self::replay_logs(dir, &opts, &env, &mut versions, &mut edit, &mut max_seq)?;
+        let recovered_mem =
+            Self::replay_logs(dir, &opts, &env, &mut versions, &mut edit, &mut max_seq)?;
         versions.last_sequence = max_seq;
         let (mem, log_writer, log_number, current) = if opts.read_only {
             let n = versions.log_number;
@@ -442,8 +451,8 @@ impl Db {
             let mut batches = 0u64;
             while let Some(rec) = reader.read_record()? {
                 let offset = reader.last_record_offset();
-                let batch = WriteBatch::from_data(rec)
-                    .map_err(|m| Error::corruption(&path, offset, m))?;
+                let batch =
+                    WriteBatch::from_data(rec).map_err(|m| Error::corruption(&path, offset, m))?;
                 batch
                     .insert_into(&mem)
                     .map_err(|m| Error::corruption(&path, offset, m))?;
@@ -451,7 +460,8 @@ impl Db {
                 *max_seq = (*max_seq).max(last);
                 batches += 1;
                 if !opts.read_only && mem.approximate_memory_usage() > opts.write_buffer_size {
-                    let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
+                    let meta =
+                        write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
                     if let Some(m) = meta {
                         edit.new_files.push((0, m));
                     }
@@ -561,10 +571,7 @@ impl Db {
             if shared.shutting_down.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            st = shared
-                .bg_cv
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = shared.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         match &st.bg_error {
             Some(e) => Err(e.clone()),
@@ -625,7 +632,9 @@ impl Db {
             (
                 st.current.clone(),
                 st.mem.approximate_memory_usage() as u64,
-                st.imm.as_ref().map_or(0, |m| m.approximate_memory_usage() as u64),
+                st.imm
+                    .as_ref()
+                    .map_or(0, |m| m.approximate_memory_usage() as u64),
             )
         };
         let scores = lock(&s.versions).level_scores(&s.opts);
@@ -773,10 +782,7 @@ impl Shared {
                 self.writers_cv.notify_all();
                 continue;
             }
-            q = self
-                .writers_cv
-                .wait(q)
-                .unwrap_or_else(|p| p.into_inner());
+            q = self.writers_cv.wait(q).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -837,7 +843,10 @@ impl Shared {
                 .map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))?;
             self.visible_seq.store(seq + count - 1, Ordering::Release);
             add(&self.counters.writes, count);
-            add(&self.counters.user_bytes_written, batch.approximate_size() as u64);
+            add(
+                &self.counters.user_bytes_written,
+                batch.approximate_size() as u64,
+            );
         }
         Ok(())
     }
@@ -930,15 +939,14 @@ impl Shared {
                     if st.bg_error.is_none() && (st.imm.is_some() || compact) {
                         break;
                     }
-                    st = self
-                        .bg_cv
-                        .wait(st)
-                        .unwrap_or_else(|p| p.into_inner());
+                    st = self.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
             }
             self.counters.background_busy.store(true, Ordering::Relaxed);
             let r = self.background_work();
-            self.counters.background_busy.store(false, Ordering::Relaxed);
+            self.counters
+                .background_busy
+                .store(false, Ordering::Relaxed);
             if let Err(e) = r {
                 if self.shutting_down.load(Ordering::Acquire) {
                     return;

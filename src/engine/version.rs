@@ -161,7 +161,10 @@ impl Version {
         for (level, files) in self.files.iter().enumerate() {
             for f in files {
                 if compare_internal(&f.smallest, &f.largest) == Ordering::Greater {
-                    return Err(format!("L{level} file #{} has smallest > largest", f.number));
+                    return Err(format!(
+                        "L{level} file #{} has smallest > largest",
+                        f.number
+                    ));
                 }
             }
             if level == 0 {

@@ -116,7 +116,11 @@ impl VersionSet {
         let text = String::from_utf8_lossy(&raw);
         let name = text.trim_end_matches('\n');
         if !raw.ends_with(b"\n") || name.is_empty() || name.contains('/') {
-            return Err(Error::corruption(&current_path, 0, "CURRENT does not name a MANIFEST"));
+            return Err(Error::corruption(
+                &current_path,
+                0,
+                "CURRENT does not name a MANIFEST",
+            ));
         }
         let manifest_path = self.dir.join(name);
         let data = self.env.read_all(&manifest_path).map_err(|e| match e {
@@ -176,7 +180,10 @@ impl VersionSet {
         }
         if let Some(t) = reader.torn_tail() {
             let msg = format!("torn tail at offset {}: {}", t.offset, t.reason);
-            log::warn!("{}: {msg}; using the edits before it", manifest_path.display());
+            log::warn!(
+                "{}: {msg}; using the edits before it",
+                manifest_path.display()
+            );
             report.torn_tail = Some(msg);
         }
         if !(have_next && have_log && have_seq) {
