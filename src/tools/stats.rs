@@ -1,11 +1,48 @@
-//! `lsmfs stats` (not yet built).
+//! `lsmfs stats DATA_DIR|MOUNTPOINT`.
+//!
+//! On a live mount the figures come from the running daemon, through the
+//! hidden read-only file `.lsmfs-stats` at the mount root (it is not listed
+//! by `ls`; `cat MOUNTPOINT/.lsmfs-stats` works too). On a data directory
+//! the store is opened read-only and its levels and WAL are shown; the
+//! counters of a process that is not running are not kept.
+
+use crate::engine::{Db, Error, Options};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
-    pub path: std::path::PathBuf,
+    /// A data directory, or the mount point of a running lsmfs.
+    pub path: PathBuf,
 }
 
-pub fn run(_args: StatsArgs) -> i32 {
-    eprintln!("lsmfs stats: not yet implemented");
-    2
+pub fn run(args: StatsArgs) -> i32 {
+    let live = args.path.join(".lsmfs-stats");
+    if let Ok(text) = std::fs::read_to_string(&live) {
+        println!(
+            "live statistics of the daemon serving {}:",
+            args.path.display()
+        );
+        print!("{text}");
+        return 0;
+    }
+    let opts = Options {
+        read_only: true,
+        background_compaction: false,
+        ..Default::default()
+    };
+    match Db::open(&args.path, opts) {
+        Ok(db) => {
+            println!("offline statistics of {}:", args.path.display());
+            print!("{}", db.stats());
+            0
+        }
+        Err(e @ Error::Locked(_)) => {
+            eprintln!("lsmfs stats: {e}; pass its mount point to see live figures");
+            2
+        }
+        Err(e) => {
+            eprintln!("lsmfs stats: {}: {e}", args.path.display());
+            2
+        }
+    }
 }
