@@ -126,8 +126,14 @@ fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize 
     drop(db);
     let db = Db::open(dir, opts(env)).expect("second reopen");
     let mut again = contents(&db).expect("read after second reopen");
-    assert_eq!(again.remove(b"after-crash".as_slice()), Some(b"ok".to_vec()));
-    assert!(again == got, "seed {seed}: state changed across a clean reopen");
+    assert_eq!(
+        again.remove(b"after-crash".as_slice()),
+        Some(b"ok".to_vec())
+    );
+    assert!(
+        again == got,
+        "seed {seed}: state changed across a clean reopen"
+    );
     db.delete(b"after-crash").expect("delete");
     db.close().expect("close");
     *base = got;
@@ -143,7 +149,10 @@ fn power_loss_at_random_points_keeps_a_synced_prefix() {
     for seed in 0..60 {
         total += trial(seed, &env, dir, &mut base);
     }
-    assert!(total > 1000, "the trials must do real work ({total} batches acknowledged)");
+    assert!(
+        total > 1000,
+        "the trials must do real work ({total} batches acknowledged)"
+    );
 }
 
 #[test]
@@ -154,10 +163,16 @@ fn failed_wal_sync_stops_writes_until_reopen() {
     db.put(b"a", b"1").expect("put");
     db.sync().expect("sync");
     env.set_fail_after(0, FaultKinds::SYNC);
-    assert!(db.put(b"b", b"2").is_ok(), "an unsynced write does not sync");
+    assert!(
+        db.put(b"b", b"2").is_ok(),
+        "an unsynced write does not sync"
+    );
     assert!(db.sync().is_err(), "the injected sync failure must surface");
     env.clear_faults();
-    assert!(db.put(b"c", b"3").is_err(), "writes after a failed WAL sync must fail (sticky)");
+    assert!(
+        db.put(b"c", b"3").is_err(),
+        "writes after a failed WAL sync must fail (sticky)"
+    );
     drop(db);
     env.crash();
     let db = Db::open(dir, opts(&env)).expect("reopen");
@@ -188,7 +203,10 @@ fn failed_manifest_write_is_never_appended_behind() {
         // kill -9: nothing was lost from the OS, every acknowledged write is back.
         let db = Db::open(dir, opts(&env)).expect("reopen after failure");
         let got = contents(&db).expect("read");
-        assert!(got == acked, "n={n}: acknowledged writes lost after a failed sync");
+        assert!(
+            got == acked,
+            "n={n}: acknowledged writes lost after a failed sync"
+        );
     }
 }
 
@@ -198,7 +216,8 @@ fn missing_current_and_missing_table_are_clear_errors() {
     let dir = Path::new("/db");
     let db = Db::open(dir, opts(&env)).expect("open");
     for i in 0..500u32 {
-        db.put(format!("k{i:05}").as_bytes(), &[3u8; 100]).expect("put");
+        db.put(format!("k{i:05}").as_bytes(), &[3u8; 100])
+            .expect("put");
     }
     db.flush().expect("flush");
     db.close().expect("close");
@@ -214,16 +233,23 @@ fn missing_current_and_missing_table_are_clear_errors() {
     use lsmfs::engine::env::Env;
     env.remove_file(&victim).expect("remove table");
     match Db::open(dir, opts(&env)) {
-        Err(e) => assert!(e.to_string().contains(&tables[0]), "error should name the table: {e}"),
+        Err(e) => assert!(
+            e.to_string().contains(&tables[0]),
+            "error should name the table: {e}"
+        ),
         Ok(_) => panic!("open with a missing live table succeeded"),
     }
     let mut f = env.create_writable(&victim).expect("recreate");
     f.append(&saved).expect("append");
     f.sync().expect("sync");
     drop(f);
-    env.remove_file(&dir.join("CURRENT")).expect("remove CURRENT");
+    env.remove_file(&dir.join("CURRENT"))
+        .expect("remove CURRENT");
     match Db::open(dir, opts(&env)) {
-        Err(e) => assert!(e.to_string().contains("CURRENT"), "error should name CURRENT: {e}"),
+        Err(e) => assert!(
+            e.to_string().contains("CURRENT"),
+            "error should name CURRENT: {e}"
+        ),
         Ok(_) => panic!("open without CURRENT succeeded"),
     }
 }

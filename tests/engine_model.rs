@@ -96,7 +96,11 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
             }
             70..=84 => {
                 let k = key(&mut rng);
-                assert_eq!(db.get(&k).expect("get"), model.get(&k).cloned(), "get {k:?} at step {step}");
+                assert_eq!(
+                    db.get(&k).expect("get"),
+                    model.get(&k).cloned(),
+                    "get {k:?} at step {step}"
+                );
             }
             85..=88 => check_range(&db, &model, &mut rng),
             89..=90 => {
@@ -110,7 +114,9 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
                         let k = key(&mut rng);
                         assert_eq!(db.get_at(&k, &snap).expect("get_at"), m.get(&k).cloned());
                     }
-                    let got = db.scan(b"", None, usize::MAX, Some(&snap)).expect("scan at snapshot");
+                    let got = db
+                        .scan(b"", None, usize::MAX, Some(&snap))
+                        .expect("scan at snapshot");
                     let want: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     assert_eq!(got.len(), want.len(), "snapshot scan length at step {step}");
                     assert!(got == want, "snapshot scan differs at step {step}");
@@ -131,13 +137,19 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
     }
     assert!(full_scan(&db) == model, "final contents differ");
     db.compact_range(None, None).expect("full compaction");
-    assert!(full_scan(&db) == model, "contents differ after full compaction");
+    assert!(
+        full_scan(&db) == model,
+        "contents differ after full compaction"
+    );
     let stats = db.stats();
     assert!(stats.num_flushes > 0, "the workload must flush: {stats}");
     db.close().expect("close");
     drop(db);
     let db = Db::open(dir, opts).expect("final reopen");
-    assert!(full_scan(&db) == model, "contents differ after final reopen");
+    assert!(
+        full_scan(&db) == model,
+        "contents differ after final reopen"
+    );
 }
 
 #[test]
@@ -165,7 +177,8 @@ fn compaction_drops_tombstones_at_the_bottom() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::open(dir.path(), small_options()).expect("open");
     for i in 0..3000u32 {
-        db.put(format!("k{i:06}").as_bytes(), &[7u8; 100]).expect("put");
+        db.put(format!("k{i:06}").as_bytes(), &[7u8; 100])
+            .expect("put");
     }
     for i in 0..3000u32 {
         db.delete(format!("k{i:06}").as_bytes()).expect("delete");
@@ -173,7 +186,10 @@ fn compaction_drops_tombstones_at_the_bottom() {
     db.compact_range(None, None).expect("compact");
     let stats = db.stats();
     let files: usize = stats.levels.iter().map(|l| l.files).sum();
-    assert_eq!(files, 0, "everything deleted, nothing should remain: {stats}");
+    assert_eq!(
+        files, 0,
+        "everything deleted, nothing should remain: {stats}"
+    );
     assert!(full_scan(&db).is_empty());
 }
 
@@ -197,7 +213,10 @@ fn concurrent_writers_and_readers() {
                 )
                 .expect("write");
                 if i % 7 == 0 {
-                    assert_eq!(db.get(k.as_bytes()).expect("get"), Some(k.clone().into_bytes()));
+                    assert_eq!(
+                        db.get(k.as_bytes()).expect("get"),
+                        Some(k.clone().into_bytes())
+                    );
                 }
             }
         }));

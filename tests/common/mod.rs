@@ -1,0 +1,194 @@
+//! A real FUSE mount for integration tests: spawns the built `lsmfs`
+//! binary in the foreground on a temporary data directory and mount point,
+//! and always unmounts in `Drop` (`umount`, then `umount -l`), killing only
+//! the daemon it started.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Mounted {
+    pub tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub mnt: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+    extra: Vec<String>,
+}
+
+fn mounted(mnt: &Path) -> bool {
+    let want = mnt.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse.lsmfs "))
+}
+
+impl Mounted {
+    pub fn new() -> Mounted {
+        Self::with_args(&[])
+    }
+
+    pub fn with_args(extra: &[&str]) -> Mounted {
+        let tmp = tempfile::Builder::new()
+            .prefix("lsmfs-test")
+            .tempdir()
+            .expect("tempdir");
+        let data = tmp.path().join("data");
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mkdir mnt");
+        let log = tmp.path().join("daemon.log");
+        let mut m = Mounted {
+            tmp,
+            data,
+            mnt,
+            child: None,
+            log,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        m.start();
+        m
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_lsmfs"))
+            .arg("mount")
+            .arg(&self.data)
+            .arg(&self.mnt)
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lsmfs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(mounted(&self.mnt) && std::fs::metadata(&self.mnt).is_ok()) {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.child = None;
+                    panic!("lsmfs exited ({st}) before mounting:\n{}", self.log_text());
+                }
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                panic!("mount did not appear in 20 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clean unmount; waits for the daemon to exit and asserts it exited 0.
+    pub fn unmount(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "umount failed:\n{}", self.log_text());
+        if let Some(mut c) = self.child.take() {
+            let st = wait_timeout(&mut c, Duration::from_secs(30));
+            assert!(
+                st == Some(true),
+                "daemon did not exit cleanly after umount:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.start();
+    }
+
+    /// kill -9 the daemon (ours only) and mount again over the stale mount point.
+    pub fn kill9_and_remount(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start();
+    }
+
+    fn stop(&mut self) {
+        if mounted(&self.mnt) {
+            let ok = Command::new("umount")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// Some(success) if the child exited within `d`.
+fn wait_timeout(c: &mut Child, d: Duration) -> Option<bool> {
+    let deadline = Instant::now() + d;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st.success());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+pub fn sh(cmd: &str, dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

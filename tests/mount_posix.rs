@@ -1,0 +1,320 @@
+//! POSIX behaviour through a real FUSE mount, driven with std::fs, libc
+//! and shell tools.
+
+mod common;
+use common::{errno_of, sh, Mounted};
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("path")
+}
+
+#[test]
+fn files_dirs_and_errors() {
+    let m = Mounted::new();
+    let f = m.path("hello.txt");
+    fs::write(&f, b"hello world").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello world");
+    // append
+    let mut h = fs::OpenOptions::new().append(true).open(&f).unwrap();
+    h.write_all(b"!!").unwrap();
+    drop(h);
+    assert_eq!(fs::read_to_string(&f).unwrap(), "hello world!!");
+    // overwrite in place and read past EOF
+    let mut h = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&f)
+        .unwrap();
+    h.seek(SeekFrom::Start(6)).unwrap();
+    h.write_all(b"WORLD").unwrap();
+    h.seek(SeekFrom::Start(100)).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(h.read_to_end(&mut buf).unwrap(), 0);
+    drop(h);
+    assert_eq!(fs::read_to_string(&f).unwrap(), "hello WORLD!!");
+    // truncate down and up
+    let h = fs::OpenOptions::new().write(true).open(&f).unwrap();
+    h.set_len(5).unwrap();
+    h.set_len(8).unwrap();
+    drop(h);
+    assert_eq!(fs::read(&f).unwrap(), b"hello\0\0\0");
+
+    fs::create_dir(m.path("d")).unwrap();
+    fs::create_dir(m.path("d/sub")).unwrap();
+    assert_eq!(fs::metadata(m.path("d")).unwrap().nlink(), 3);
+    assert_eq!(errno_of(fs::create_dir(m.path("d"))), libc::EEXIST);
+    assert_eq!(errno_of(fs::remove_dir(m.path("d"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(fs::read(m.path("missing"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(fs::write(m.path("hello.txt/x"), b"")),
+        libc::ENOTDIR
+    );
+    assert_eq!(errno_of(fs::remove_file(m.path("d"))), libc::EISDIR);
+    let long = "n".repeat(256);
+    assert_eq!(errno_of(fs::write(m.path(&long), b"")), libc::ENAMETOOLONG);
+    fs::write(m.path(&"n".repeat(255)), b"ok").unwrap();
+    fs::remove_dir(m.path("d/sub")).unwrap();
+    assert_eq!(fs::metadata(m.path("d")).unwrap().nlink(), 2);
+    let mut names: Vec<String> = fs::read_dir(m.mnt.clone())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with(".lsmfs")),
+        "control file must be hidden"
+    );
+}
+
+#[test]
+fn renames_links_and_symlinks() {
+    let m = Mounted::new();
+    fs::write(m.path("a"), b"A").unwrap();
+    fs::write(m.path("b"), b"B").unwrap();
+    fs::rename(m.path("a"), m.path("b")).unwrap();
+    assert_eq!(fs::read(m.path("b")).unwrap(), b"A");
+    assert!(!m.path("a").exists());
+    fs::create_dir_all(m.path("x/y/z")).unwrap();
+    fs::write(m.path("x/y/z/f"), b"deep").unwrap();
+    assert_eq!(
+        errno_of(fs::rename(m.path("x"), m.path("x/y/z/in"))),
+        libc::EINVAL
+    );
+    fs::rename(m.path("x"), m.path("moved")).unwrap();
+    assert_eq!(fs::read(m.path("moved/y/z/f")).unwrap(), b"deep");
+    // rename a directory over an empty one, not over a non-empty one
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::create_dir(m.path("full")).unwrap();
+    fs::write(m.path("full/f"), b"").unwrap();
+    assert_eq!(
+        errno_of(fs::rename(m.path("moved"), m.path("full"))),
+        libc::ENOTEMPTY
+    );
+    fs::rename(m.path("moved"), m.path("empty")).unwrap();
+    assert_eq!(fs::read(m.path("empty/y/z/f")).unwrap(), b"deep");
+    // renameat2 flags
+    fs::write(m.path("p"), b"P").unwrap();
+    fs::write(m.path("q"), b"Q").unwrap();
+    let rn = |a: &str, b: &str, flags: u32| unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            c(&m.path(a)).as_ptr(),
+            libc::AT_FDCWD,
+            c(&m.path(b)).as_ptr(),
+            flags,
+        )
+    };
+    assert_eq!(rn("p", "q", libc::RENAME_NOREPLACE), -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(rn("p", "q", libc::RENAME_EXCHANGE), 0);
+    assert_eq!(fs::read(m.path("p")).unwrap(), b"Q");
+    assert_eq!(fs::read(m.path("q")).unwrap(), b"P");
+    // hard links
+    fs::hard_link(m.path("p"), m.path("p2")).unwrap();
+    assert_eq!(fs::metadata(m.path("p")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(m.path("p")).unwrap().ino(),
+        fs::metadata(m.path("p2")).unwrap().ino()
+    );
+    fs::remove_file(m.path("p")).unwrap();
+    assert_eq!(fs::metadata(m.path("p2")).unwrap().nlink(), 1);
+    assert_eq!(fs::read(m.path("p2")).unwrap(), b"Q");
+    // symlinks
+    std::os::unix::fs::symlink("p2", m.path("link")).unwrap();
+    assert_eq!(fs::read_link(m.path("link")).unwrap(), Path::new("p2"));
+    assert_eq!(fs::read(m.path("link")).unwrap(), b"Q");
+    std::os::unix::fs::symlink("loop2", m.path("loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1", m.path("loop2")).unwrap();
+    assert_eq!(errno_of(fs::read(m.path("loop1"))), libc::ELOOP);
+    // shell tools
+    sh(
+        "mkdir -p t/a && echo hi > t/a/f && cp -r t t2 && mv t2 t3 && ls t3/a",
+        &m.mnt,
+    );
+    assert_eq!(fs::read_to_string(m.path("t3/a/f")).unwrap(), "hi\n");
+}
+
+#[test]
+fn attributes_xattrs_and_special_files() {
+    let m = Mounted::new();
+    let f = m.path("f");
+    fs::write(&f, b"data").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o640);
+    let cf = c(&f);
+    assert_eq!(unsafe { libc::chown(cf.as_ptr(), 1234, 5678) }, 0);
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    // utimensat: set mtime, leave atime alone
+    let before = fs::metadata(&f).unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 5,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, cf.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    let after = fs::metadata(&f).unwrap();
+    assert_eq!(after.mtime(), 1_000_000_000);
+    assert_eq!(after.mtime_nsec(), 5);
+    assert_eq!(after.atime(), before.atime());
+    // xattrs
+    sh(
+        "setfattr -n user.color -v blue f && setfattr -n user.size -v big f",
+        &m.mnt,
+    );
+    let out = sh("getfattr -d f", &m.mnt);
+    assert!(
+        out.contains("user.color=\"blue\"") && out.contains("user.size=\"big\""),
+        "{out}"
+    );
+    sh("setfattr -x user.color f", &m.mnt);
+    assert!(!sh("getfattr -d f", &m.mnt).contains("color"));
+    let name = CString::new("user.nothere").unwrap();
+    let r = unsafe { libc::getxattr(cf.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(r, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA)
+    );
+    // fifo
+    let fifo = c(&m.path("fifo"));
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(m.path("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // statfs
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c(&m.mnt).as_ptr(), &mut st) }, 0);
+    assert!(st.f_blocks > 0 && st.f_namemax >= 255);
+    // fallocate
+    let h = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&f)
+        .unwrap();
+    use std::os::unix::io::AsRawFd;
+    assert_eq!(unsafe { libc::fallocate(h.as_raw_fd(), 0, 0, 1 << 20) }, 0);
+    assert_eq!(fs::metadata(&f).unwrap().len(), 1 << 20);
+    assert_eq!(
+        unsafe { libc::fallocate(h.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 4 << 20) },
+        0
+    );
+    assert_eq!(fs::metadata(&f).unwrap().len(), 1 << 20);
+}
+
+#[test]
+fn open_unlinked_file_and_mmap() {
+    let m = Mounted::new();
+    let p = m.path("tmpfile");
+    let mut h = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap();
+    h.write_all(b"still here").unwrap();
+    fs::remove_file(&p).unwrap();
+    assert!(!p.exists());
+    h.write_all(b" and more").unwrap();
+    h.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    h.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "still here and more");
+    drop(h);
+
+    // shared mmap write then read through the file
+    let p = m.path("mapped");
+    let h = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    h.set_len(8192).unwrap();
+    use std::os::unix::io::AsRawFd;
+    unsafe {
+        let ptr = libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            h.as_raw_fd(),
+            0,
+        );
+        assert_ne!(ptr, libc::MAP_FAILED);
+        let s = std::slice::from_raw_parts_mut(ptr as *mut u8, 8192);
+        s[..5].copy_from_slice(b"mmap!");
+        s[8000] = 7;
+        assert_eq!(libc::msync(ptr, 8192, libc::MS_SYNC), 0);
+        libc::munmap(ptr, 8192);
+    }
+    drop(h);
+    let data = fs::read(&p).unwrap();
+    assert_eq!(&data[..5], b"mmap!");
+    assert_eq!(data[8000], 7);
+}
+
+#[test]
+fn concurrent_writers() {
+    let m = Mounted::new();
+    let shared = m.path("shared");
+    fs::write(&shared, vec![0u8; 4 << 20]).unwrap();
+    let mut hs = Vec::new();
+    for t in 0..2u8 {
+        let own = m.path(&format!("own{t}"));
+        let shared = shared.clone();
+        hs.push(std::thread::spawn(move || {
+            let mut f = fs::File::create(&own).unwrap();
+            for i in 0..200u32 {
+                f.write_all(&[t.wrapping_add(i as u8); 4096]).unwrap();
+            }
+            let s = fs::OpenOptions::new().write(true).open(&shared).unwrap();
+            use std::os::unix::fs::FileExt;
+            for i in 0..256u64 {
+                s.write_all_at(&[t + 1; 8192], (i * 2 + t as u64) * 8192)
+                    .unwrap();
+            }
+        }));
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    for t in 0..2u8 {
+        let d = fs::read(m.path(&format!("own{t}"))).unwrap();
+        assert_eq!(d.len(), 200 * 4096);
+        for i in 0..200usize {
+            assert!(d[i * 4096..(i + 1) * 4096]
+                .iter()
+                .all(|&b| b == t.wrapping_add(i as u8)));
+        }
+    }
+    let d = fs::read(&shared).unwrap();
+    for (i, chunk) in d.chunks(8192).enumerate() {
+        let want = (i % 2) as u8 + 1;
+        assert!(chunk.iter().all(|&b| b == want), "chunk {i}");
+    }
+}
