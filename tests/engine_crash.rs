@@ -146,7 +146,7 @@ fn power_loss_at_random_points_keeps_a_synced_prefix() {
     let dir = Path::new("/db");
     let mut base = Model::new();
     let mut total = 0;
-    for seed in 0..60 {
+    for seed in 0..300 {
         total += trial(seed, &env, dir, &mut base);
     }
     assert!(

@@ -907,10 +907,18 @@ impl Shared {
                     return Err(self.set_bg_error(e));
                 }
             };
+            // The new log's directory entry must be durable before a synced
+            // write in it is acknowledged; and the old log is synced now so a
+            // later fsync of the new log never makes a batch durable while
+            // an earlier one (in the old log) is not: recovery is a prefix.
+            if let Err(e) = self.env.sync_dir(&self.dir) {
+                drop(st);
+                return Err(self.set_bg_error(e));
+            }
             {
                 let mut log = lock(&self.log);
                 if let Some(old) = log.as_mut() {
-                    if let Err(e) = old.flush() {
+                    if let Err(e) = old.sync() {
                         *log = None;
                         drop(log);
                         drop(st);

@@ -69,14 +69,14 @@ impl fmt::Display for Error {
         match self {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Corruption { file, offset, msg } => {
-                write!(f, "corruption in {} at offset {offset}: {msg}", file.display())
+                write!(
+                    f,
+                    "corruption in {} at offset {offset}: {msg}",
+                    file.display()
+                )
             }
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::Locked(p) => write!(
-                f,
-                "{} is locked by another lsmfs process",
-                p.display()
-            ),
+            Error::Locked(p) => write!(f, "{} is locked by another lsmfs process", p.display()),
             Error::Background(m) => write!(f, "database stopped after an earlier error: {m}"),
             Error::Closed => write!(f, "database is closed"),
         }

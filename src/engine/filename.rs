@@ -86,8 +86,14 @@ mod tests {
         let d = Path::new("/d");
         assert_eq!(log_file_name(d, 7), Path::new("/d/000007.log"));
         assert_eq!(parse_file_name("000007.log"), Some(FileType::Log(7)));
-        assert_eq!(parse_file_name("1234567.sst"), Some(FileType::Table(1234567)));
-        assert_eq!(parse_file_name("MANIFEST-000003"), Some(FileType::Manifest(3)));
+        assert_eq!(
+            parse_file_name("1234567.sst"),
+            Some(FileType::Table(1234567))
+        );
+        assert_eq!(
+            parse_file_name("MANIFEST-000003"),
+            Some(FileType::Manifest(3))
+        );
         assert_eq!(parse_file_name("CURRENT"), Some(FileType::Current));
         assert_eq!(parse_file_name("x.sst"), None);
         assert_eq!(parse_file_name("MANIFEST-"), None);
