@@ -1,3 +1,37 @@
 //! The filesystem: POSIX semantics over the key schema, and the FUSE glue.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `schema` | the keys (the on-disk layout of the tree) |
+//! | `inode` | the inode record codec |
+//! | `core` | every operation as a plain function over the store (no kernel needed) |
+//! | `fuse` | the thin `fuser::Filesystem` translation |
+//! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
+//! | `mount` | the `lsmfs mount` command |
+//!
+//! The root holds a hidden, read-only file `.lsmfs-stats` (inode 2, never
+//! stored, not listed by readdir) whose contents are the engine's live
+//! statistics: `cat MOUNTPOINT/.lsmfs-stats` or `lsmfs stats MOUNTPOINT`.
 
+pub mod core;
+pub mod fsck;
+pub mod fuse;
+pub mod inode;
 pub mod mount;
+pub mod schema;
+
+pub use self::fuse::FuseFs;
+use std::path::PathBuf;
+
+/// How the filesystem behaves; set by `lsmfs mount`.
+#[derive(Debug, Clone, Default)]
+pub struct FsConfig {
+    /// fsync the WAL before every reply (`--sync always`).
+    pub sync_always: bool,
+    /// Let the kernel cache writes (`-o writeback_cache`): faster, but a
+    /// kill -9 loses what the kernel had not yet sent.
+    pub writeback_cache: bool,
+    pub read_only: bool,
+    /// Directory whose filesystem `statfs` reports (the data directory).
+    pub statfs_path: Option<PathBuf>,
+}

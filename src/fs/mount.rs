@@ -58,7 +58,8 @@ pub fn run(args: MountArgs) -> i32 {
     }
 }
 
-/// Whether `mountpoint` is listed with a FUSE filesystem type in mountinfo.
+/// Whether an lsmfs FUSE mount (source `lsmfs`, type `fuse` or
+/// `fuse.lsmfs`) is listed at `mountpoint` in mountinfo.
 pub fn is_fuse_mounted(mountpoint: &Path, fstype_prefix: &str) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
@@ -73,6 +74,7 @@ pub fn is_fuse_mounted(mountpoint: &Path, fstype_prefix: &str) -> bool {
             && fields
                 .get(sep + 1)
                 .is_some_and(|t| t.starts_with(fstype_prefix))
+            && fields.get(sep + 2) == Some(&"lsmfs")
     })
 }
 
@@ -123,7 +125,7 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot start daemon: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if is_fuse_mounted(&mountpoint, "fuse.lsmfs") && std::fs::metadata(&mountpoint).is_ok() {
+        if is_fuse_mounted(&mountpoint, "fuse") && std::fs::metadata(&mountpoint).is_ok() {
             println!(
                 "lsmfs: mounted {} (pid {})",
                 mountpoint.display(),

@@ -85,7 +85,7 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, String> {
     };
     check_tables(&db, &mut report);
     find_garbage(&db, dir, &mut report);
-    // filesystem invariants: added with fs::fsck
+    crate::fs::fsck::check_tree(&db, &mut report.problems, &mut report.summary);
     Ok(report)
 }
 

@@ -22,7 +22,11 @@ fn mounted(mnt: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse.lsmfs "))
+        .any(|l| {
+            l.split(' ').nth(4) == Some(want.as_str())
+                && l.contains(" - fuse")
+                && l.contains(" lsmfs ")
+        })
 }
 
 impl Mounted {

@@ -1,0 +1,244 @@
+//! Filesystem invariants over the keys, for `lsmfs check`, and the offline
+//! path resolver behind `lsmfs inspect path`.
+//!
+//! The check reads every key once (a streaming merge of the store) and
+//! verifies: every directory entry points to an existing inode of the
+//! recorded type; every inode is reachable from the root or listed as an
+//! orphan; nlink equals the number of entries (directories: 2 + their
+//! subdirectories); no data chunk lies beyond its file's size or belongs to
+//! a missing inode; every symlink has a target; no directory is its own
+//! ancestor.
+
+use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
+use super::schema::*;
+use crate::engine::{Db, Options};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+#[derive(Default)]
+struct Seen {
+    inodes: HashMap<u64, Attr>,
+    /// (parent, child, kind)
+    entries: Vec<(u64, u64, u8)>,
+    chunks: Vec<(u64, u64, usize)>,
+    symlinks: HashSet<u64>,
+    orphans: HashSet<u64>,
+    xattrs: usize,
+    bad_keys: usize,
+}
+
+pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>) {
+    let mut s = Seen::default();
+    let mut it = match db.iter(None) {
+        Ok(it) => it,
+        Err(e) => {
+            problems.push(format!("cannot read the store: {e}"));
+            return;
+        }
+    };
+    it.seek_to_first();
+    while it.valid() {
+        let (k, v) = (it.key(), it.value());
+        match parse_key(k) {
+            Some(Key::Inode(ino)) => match Attr::decode(v) {
+                Ok(mut a) => {
+                    a.ino = ino;
+                    s.inodes.insert(ino, a);
+                }
+                Err(e) => problems.push(format!("inode {ino}: {e}")),
+            },
+            Some(Key::Dentry(p, name)) => match (be64(v), v.get(8)) {
+                (Some(c), Some(&kind)) => s.entries.push((p, c, kind)),
+                _ => problems.push(format!(
+                    "entry {:?} in directory {p}: malformed value",
+                    String::from_utf8_lossy(name)
+                )),
+            },
+            Some(Key::Chunk(ino, idx)) => s.chunks.push((ino, idx, v.len())),
+            Some(Key::Symlink(ino)) => {
+                s.symlinks.insert(ino);
+            }
+            Some(Key::Xattr(..)) => s.xattrs += 1,
+            Some(Key::Orphan(ino)) => {
+                s.orphans.insert(ino);
+            }
+            Some(Key::Meta(_)) => {}
+            None => s.bad_keys += 1,
+        }
+        it.next();
+    }
+    if let Err(e) = it.status() {
+        problems.push(format!("reading the store: {e}"));
+        return;
+    }
+    if s.bad_keys > 0 {
+        problems.push(format!("{} keys of no known family", s.bad_keys));
+    }
+    verify(&s, problems);
+    let dirs = s.inodes.values().filter(|a| a.is_dir()).count();
+    let bytes: u64 = s
+        .inodes
+        .values()
+        .filter(|a| !a.is_dir())
+        .map(|a| a.size)
+        .sum();
+    summary.push(format!(
+        "filesystem: {} inodes ({dirs} directories), {} entries, {} chunks, {} xattrs, {} orphans, {bytes} bytes of file data",
+        s.inodes.len(),
+        s.entries.len(),
+        s.chunks.len(),
+        s.xattrs,
+        s.orphans.len()
+    ));
+}
+
+fn verify(s: &Seen, problems: &mut Vec<String>) {
+    if !s.inodes.contains_key(&ROOT_INO) && !s.inodes.is_empty() {
+        problems.push("the root inode is missing".into());
+    }
+    let mut links: HashMap<u64, u32> = HashMap::new();
+    let mut subdirs: HashMap<u64, u32> = HashMap::new();
+    let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+    for &(p, c, kind) in &s.entries {
+        match s.inodes.get(&c) {
+            None => problems.push(format!(
+                "entry in directory {p} points to missing inode {c}"
+            )),
+            Some(a) if a.kind != kind => problems.push(format!(
+                "entry in directory {p} says inode {c} is type {kind}, the inode says {}",
+                a.kind
+            )),
+            Some(_) => {}
+        }
+        if !s.inodes.get(&p).is_some_and(|a| a.is_dir()) {
+            problems.push(format!(
+                "entry for inode {c} lives in {p}, which is not a directory"
+            ));
+        }
+        *links.entry(c).or_default() += 1;
+        if kind == KIND_DIR {
+            *subdirs.entry(p).or_default() += 1;
+            if s.inodes.get(&c).is_some_and(|a| a.parent != p) {
+                problems.push(format!(
+                    "directory {c} is listed in {p} but records parent {}",
+                    s.inodes[&c].parent
+                ));
+            }
+        }
+        children.entry(p).or_default().push(c);
+    }
+    // Reachability (and cycles: a directory reached twice).
+    let mut reached: HashSet<u64> = HashSet::new();
+    let mut stack = vec![ROOT_INO];
+    while let Some(d) = stack.pop() {
+        if !reached.insert(d) {
+            if s.inodes.get(&d).is_some_and(|a| a.is_dir()) {
+                problems.push(format!(
+                    "directory {d} is reachable twice (a cycle or a directory hard link)"
+                ));
+            }
+            continue;
+        }
+        for &c in children.get(&d).map_or(&[][..], |v| &v[..]) {
+            if s.inodes.get(&c).is_some_and(|a| a.is_dir()) || !reached.contains(&c) {
+                stack.push(c);
+            }
+        }
+    }
+    for (ino, a) in &s.inodes {
+        let n = links.get(ino).copied().unwrap_or(0);
+        let want = if a.is_dir() {
+            if *ino == ROOT_INO || n > 0 {
+                2 + subdirs.get(ino).copied().unwrap_or(0)
+            } else {
+                0
+            }
+        } else {
+            n
+        };
+        let orphan = s.orphans.contains(ino);
+        if a.nlink != want && !(orphan && a.nlink == 0) {
+            problems.push(format!(
+                "inode {ino}: nlink {} but {want} expected from the entries",
+                a.nlink
+            ));
+        }
+        if !reached.contains(ino) && !orphan {
+            problems.push(format!(
+                "inode {ino} is unreachable and not listed as an orphan"
+            ));
+        }
+        if a.kind == KIND_SYMLINK && !s.symlinks.contains(ino) {
+            problems.push(format!("symlink {ino} has no target"));
+        }
+    }
+    for &(ino, idx, len) in &s.chunks {
+        match s.inodes.get(&ino) {
+            None if !s.orphans.contains(&ino) => {
+                problems.push(format!("chunk #{idx} belongs to missing inode {ino}"))
+            }
+            Some(a)
+                if !s.orphans.contains(&ino)
+                    && (a.inline.is_some()
+                        || idx * CHUNK_SIZE + len as u64 > a.size.max(idx * CHUNK_SIZE)) =>
+            {
+                problems.push(format!(
+                    "inode {ino}: chunk #{idx} ({len} bytes) lies beyond the size {}",
+                    a.size
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolve `path` in the store at `dir` (opened read-only) and print every key it touches.
+pub fn inspect_path(dir: &Path, path: &str, raw: bool) -> Result<(), String> {
+    let opts = Options {
+        read_only: true,
+        background_compaction: false,
+        ..Default::default()
+    };
+    let db = Db::open(dir, opts).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let show = |k: &[u8], v: Option<&[u8]>| {
+        println!("  {}", crate::tools::inspect::describe(k, v, raw));
+    };
+    let get = |k: &[u8]| db.get(k).map_err(|e| e.to_string());
+    let mut ino = ROOT_INO;
+    let root = inode_key(ino);
+    println!("/");
+    show(&root, get(&root)?.as_deref());
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        let dk = dentry_key(ino, comp.as_bytes());
+        let Some(v) = get(&dk)? else {
+            println!("{comp}: no such entry in directory {ino}");
+            return Err(format!("{path}: not found"));
+        };
+        println!("{comp}");
+        show(&dk, Some(&v));
+        ino = be64(&v).ok_or("malformed entry")?;
+        let ik = inode_key(ino);
+        show(&ik, get(&ik)?.as_deref());
+    }
+    let (sk, sv) = (symlink_key(ino), get(&symlink_key(ino))?);
+    if let Some(v) = sv {
+        show(&sk, Some(&v));
+    }
+    let ranges = [
+        (chunk_key(ino, 0), chunk_key(ino, u64::MAX)),
+        (xattr_key(ino, b""), prefix_end(&xattr_key(ino, b""))),
+        (dentry_range(ino).0, dentry_range(ino).1),
+    ];
+    for (s, e) in ranges {
+        for (k, v) in db
+            .scan(&s, Some(&e), 10_000, None)
+            .map_err(|e| e.to_string())?
+        {
+            show(&k, Some(&v));
+        }
+    }
+    if let Some(v) = get(&orphan_key(ino))? {
+        show(&orphan_key(ino), Some(&v));
+    }
+    Ok(())
+}
