@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lsmfs", version, about = "A FUSE filesystem stored in its own LSM-tree engine")]
+#[command(
+    name = "lsmfs",
+    version,
+    about = "A FUSE filesystem stored in its own LSM-tree engine"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

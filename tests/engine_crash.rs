@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+/// One batch: puts (Some) and deletes (None).
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 fn opts(env: &Arc<FaultEnv>) -> Options {
     Options {
@@ -28,7 +30,7 @@ fn opts(env: &Arc<FaultEnv>) -> Options {
     }
 }
 
-fn random_batch(rng: &mut StdRng) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+fn random_batch(rng: &mut StdRng) -> Ops {
     (0..rng.gen_range(1..8))
         .map(|_| {
             let k = format!("k{:04}", rng.gen_range(0..600)).into_bytes();
@@ -69,7 +71,7 @@ fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize 
     let db = Db::open(dir, opts(env)).expect("open before workload");
     let ops_before = env.op_count();
     env.set_dead_after(rng.gen_range(1..4000));
-    let mut batches: Vec<Vec<(Vec<u8>, Option<Vec<u8>>)>> = Vec::new();
+    let mut batches: Vec<Ops> = Vec::new();
     let mut synced = 0; // batches[..synced] were acknowledged with sync
     let mut acked = 0;
     for _ in 0..3000 {

@@ -150,9 +150,11 @@ impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
 
 const SHARDS: usize = 16;
 
+type Shard = Mutex<LruCache<(u64, u64), Arc<Block>>>;
+
 /// Parsed table blocks keyed by (file number, block offset).
 pub struct BlockCache {
-    shards: Vec<Mutex<LruCache<(u64, u64), Arc<Block>>>>,
+    shards: Vec<Shard>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -169,7 +171,7 @@ impl BlockCache {
         }
     }
 
-    fn shard(&self, file: u64, offset: u64) -> &Mutex<LruCache<(u64, u64), Arc<Block>>> {
+    fn shard(&self, file: u64, offset: u64) -> &Shard {
         let h = (file.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (offset >> 12)) as usize;
         &self.shards[h % SHARDS]
     }

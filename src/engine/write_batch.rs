@@ -116,15 +116,13 @@ impl WriteBatch {
     /// Insert every entry into `mem` with consecutive sequence numbers;
     /// checks the record count against the header.
     pub fn insert_into(&self, mem: &MemTable) -> Result<(), String> {
-        let mut seq = self.sequence();
         let mut n = 0u32;
         let mut entries = Vec::with_capacity(self.count() as usize);
-        for e in self.iter() {
+        for (seq, e) in (self.sequence()..).zip(self.iter()) {
             match e? {
                 BatchEntry::Put(k, v) => entries.push((seq, ValueType::Value, k, v)),
                 BatchEntry::Delete(k) => entries.push((seq, ValueType::Deletion, k, &[][..])),
             }
-            seq += 1;
             n += 1;
         }
         if n != self.count() {

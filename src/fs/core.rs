@@ -757,7 +757,7 @@ impl FsCore {
             return Ok(false);
         }
         let keep = chunks_for(size);
-        if size % CHUNK_SIZE != 0 {
+        if !size.is_multiple_of(CHUNK_SIZE) {
             let idx = size / CHUNK_SIZE;
             if let Some(mut c) = self.store.get(&chunk_key(a.ino, idx)).map_err(io_errno)? {
                 c.truncate((size % CHUNK_SIZE) as usize);
