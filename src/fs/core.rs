@@ -1161,3 +1161,162 @@ impl FsCore {
 pub fn mode_of(kind: u8, perm: u32) -> u32 {
     type_bits(kind) | (perm & 0o7777)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    const U: Caller = Caller { uid: 1000, gid: 1000 };
+
+    fn fs() -> (Arc<MemStore>, FsCore) {
+        let store = Arc::new(MemStore::new());
+        let core = FsCore::open(store.clone(), false, false).unwrap();
+        (store, core)
+    }
+
+    #[test]
+    fn namespace_operations_and_errnos() {
+        let (_, f) = fs();
+        let d = f.mkdir(U, ROOT_INO, b"d", 0o755).unwrap();
+        assert_eq!(f.getattr(ROOT_INO).unwrap().nlink, 3);
+        assert_eq!(f.mkdir(U, ROOT_INO, b"d", 0o755).unwrap_err(), libc::EEXIST);
+        let a = f.create(U, d.ino, b"a", 0o644).unwrap();
+        assert_eq!(f.lookup(d.ino, b"a").unwrap().ino, a.ino);
+        assert_eq!(f.lookup(d.ino, b"zz").unwrap_err(), libc::ENOENT);
+        assert_eq!(f.lookup(a.ino, b"x").unwrap_err(), libc::ENOTDIR);
+        assert_eq!(f.create(U, ROOT_INO, &[b'n'; 256], 0o644).unwrap_err(), libc::ENAMETOOLONG);
+        assert_eq!(f.rmdir(U, ROOT_INO, b"d").unwrap_err(), libc::ENOTEMPTY);
+        assert_eq!(f.unlink(U, ROOT_INO, b"d").unwrap_err(), libc::EISDIR);
+        assert_eq!(f.rmdir(U, d.ino, b"a").unwrap_err(), libc::ENOTDIR);
+        f.unlink(U, d.ino, b"a").unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
+        f.rmdir(U, ROOT_INO, b"d").unwrap();
+        assert_eq!(f.getattr(ROOT_INO).unwrap().nlink, 2);
+        let l = f.symlink(U, ROOT_INO, b"l", b"target").unwrap();
+        assert_eq!(f.readlink(l.ino).unwrap(), b"target");
+    }
+
+    #[test]
+    fn rename_cases() {
+        let (_, f) = fs();
+        let a = f.mkdir(U, ROOT_INO, b"a", 0o755).unwrap();
+        let b = f.mkdir(U, a.ino, b"b", 0o755).unwrap();
+        assert_eq!(f.rename(U, ROOT_INO, b"a", b.ino, b"x", 0).unwrap_err(), libc::EINVAL);
+        let c = f.mkdir(U, ROOT_INO, b"c", 0o755).unwrap();
+        f.rename(U, a.ino, b"b", c.ino, b"b2", 0).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().nlink, 2);
+        assert_eq!(f.getattr(c.ino).unwrap().nlink, 3);
+        assert_eq!(f.getattr(b.ino).unwrap().parent, c.ino);
+        let x = f.create(U, ROOT_INO, b"x", 0o644).unwrap();
+        let y = f.create(U, ROOT_INO, b"y", 0o644).unwrap();
+        assert_eq!(
+            f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_NOREPLACE).unwrap_err(),
+            libc::EEXIST
+        );
+        f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_EXCHANGE).unwrap();
+        assert_eq!(f.lookup(ROOT_INO, b"y").unwrap().ino, x.ino);
+        assert_eq!(f.lookup(ROOT_INO, b"x").unwrap().ino, y.ino);
+        f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", 0).unwrap();
+        assert_eq!(f.getattr(x.ino).unwrap_err(), libc::ENOENT, "replaced target is gone");
+        assert_eq!(f.rename(U, ROOT_INO, b"y", ROOT_INO, b"c", 0).unwrap_err(), libc::EISDIR);
+        assert_eq!(f.rename(U, ROOT_INO, b"c", ROOT_INO, b"y", 0).unwrap_err(), libc::ENOTDIR);
+        f.rmdir(U, c.ino, b"b2").unwrap();
+        f.rename(U, ROOT_INO, b"a", ROOT_INO, b"c", 0).unwrap();
+        assert_eq!(f.getattr(ROOT_INO).unwrap().nlink, 3);
+    }
+
+    #[test]
+    fn data_inline_chunks_holes_truncate_append() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        f.write(U, a.ino, 0, b"hello", false).unwrap();
+        assert!(f.getattr(a.ino).unwrap().inline.is_some());
+        f.write(U, a.ino, 0, b"!", true).unwrap();
+        assert_eq!(f.read(a.ino, 0, 100).unwrap(), b"hello!");
+        // Grow past the inline limit, across chunk boundaries, with a hole.
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        f.write(U, a.ino, 100_000, &big, false).unwrap();
+        let at = f.getattr(a.ino).unwrap();
+        assert!(at.inline.is_none());
+        assert_eq!(at.size, 300_000);
+        let all = f.read(a.ino, 0, 400_000).unwrap();
+        assert_eq!(&all[..6], b"hello!");
+        assert!(all[6..100_000].iter().all(|&b| b == 0));
+        assert_eq!(&all[100_000..], &big[..]);
+        // Truncate down mid-chunk, then up: the tail reads zeros.
+        let s = SetAttr { size: Some(150_000), ..Default::default() };
+        f.setattr(U, a.ino, s).unwrap();
+        let s = SetAttr { size: Some(250_000), ..Default::default() };
+        f.setattr(U, a.ino, s).unwrap();
+        let all = f.read(a.ino, 0, 400_000).unwrap();
+        assert_eq!(all.len(), 250_000);
+        assert_eq!(&all[100_000..150_000], &big[..50_000]);
+        assert!(all[150_000..].iter().all(|&b| b == 0));
+        assert_eq!(f.lseek(a.ino, 0, libc::SEEK_DATA).unwrap(), 0);
+        assert_eq!(f.read(a.ino, 1 << 40, 10).unwrap(), b"");
+    }
+
+    #[test]
+    fn hard_links_and_open_unlinked_files() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        f.write(U, a.ino, 0, &vec![7u8; 300_000], false).unwrap();
+        f.link(a.ino, ROOT_INO, b"b").unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().nlink, 2);
+        f.open_file(a.ino);
+        f.unlink(U, ROOT_INO, b"a").unwrap();
+        f.unlink(U, ROOT_INO, b"b").unwrap();
+        assert_eq!(f.read(a.ino, 0, 10).unwrap(), vec![7u8; 10], "still readable while open");
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_some());
+        f.release_file(a.ino).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
+        let left = store.scan(&chunk_key(a.ino, 0), &chunk_key(a.ino + 1, 0), 10).unwrap();
+        assert!(left.is_empty());
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_none());
+    }
+
+    #[test]
+    fn crash_then_remount_reclaims_orphans_and_never_reuses_inodes() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        f.write(U, a.ino, 0, &vec![1u8; 1 << 20], false).unwrap();
+        f.open_file(a.ino);
+        f.unlink(U, ROOT_INO, b"a").unwrap();
+        let last = f.create(U, ROOT_INO, b"b", 0o644).unwrap().ino;
+        drop(f); // the daemon dies with the file open
+        let f = FsCore::open(store.clone(), false, false).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
+        assert!(store.scan(b"C", b"D", 10).unwrap().is_empty(), "chunks reclaimed");
+        let next = f.create(U, ROOT_INO, b"c", 0o644).unwrap().ino;
+        assert!(next > last);
+        assert_eq!(f.lookup(ROOT_INO, b"b").unwrap().ino, last);
+    }
+
+    #[test]
+    fn xattrs_and_permissions() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        f.setxattr(U, a.ino, b"user.k", b"v", 0).unwrap();
+        assert_eq!(f.setxattr(U, a.ino, b"user.k", b"v", libc::XATTR_CREATE).unwrap_err(), libc::EEXIST);
+        assert_eq!(f.setxattr(U, a.ino, b"user.n", b"v", libc::XATTR_REPLACE).unwrap_err(), libc::ENODATA);
+        assert_eq!(f.getxattr(a.ino, b"user.k").unwrap(), b"v");
+        assert_eq!(f.listxattr(a.ino).unwrap(), b"user.k\0");
+        f.removexattr(a.ino, b"user.k").unwrap();
+        assert_eq!(f.getxattr(a.ino, b"user.k").unwrap_err(), libc::ENODATA);
+        let other = Caller { uid: 2000, gid: 2000 };
+        let chmod = SetAttr { mode: Some(0o600), ..Default::default() };
+        assert_eq!(f.setattr(other, a.ino, chmod).unwrap_err(), libc::EPERM);
+        let chown = SetAttr { uid: Some(2000), ..Default::default() };
+        assert_eq!(f.setattr(U, a.ino, chown).unwrap_err(), libc::EPERM);
+        let suid = SetAttr { mode: Some(0o4755), ..Default::default() };
+        f.setattr(U, a.ino, suid).unwrap();
+        f.write(U, a.ino, 0, b"x", false).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().mode & libc::S_ISUID, 0, "write clears setuid");
+        // sticky directory
+        let t = f.mkdir(Caller::ROOT, ROOT_INO, b"tmp", 0o1777).unwrap();
+        f.create(U, t.ino, b"mine", 0o644).unwrap();
+        assert_eq!(f.unlink(other, t.ino, b"mine").unwrap_err(), libc::EPERM);
+        f.unlink(U, t.ino, b"mine").unwrap();
+    }
+}
