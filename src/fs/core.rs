@@ -1167,7 +1167,10 @@ mod tests {
     use super::*;
     use crate::store::MemStore;
 
-    const U: Caller = Caller { uid: 1000, gid: 1000 };
+    const U: Caller = Caller {
+        uid: 1000,
+        gid: 1000,
+    };
 
     fn fs() -> (Arc<MemStore>, FsCore) {
         let store = Arc::new(MemStore::new());
@@ -1185,7 +1188,10 @@ mod tests {
         assert_eq!(f.lookup(d.ino, b"a").unwrap().ino, a.ino);
         assert_eq!(f.lookup(d.ino, b"zz").unwrap_err(), libc::ENOENT);
         assert_eq!(f.lookup(a.ino, b"x").unwrap_err(), libc::ENOTDIR);
-        assert_eq!(f.create(U, ROOT_INO, &[b'n'; 256], 0o644).unwrap_err(), libc::ENAMETOOLONG);
+        assert_eq!(
+            f.create(U, ROOT_INO, &[b'n'; 256], 0o644).unwrap_err(),
+            libc::ENAMETOOLONG
+        );
         assert_eq!(f.rmdir(U, ROOT_INO, b"d").unwrap_err(), libc::ENOTEMPTY);
         assert_eq!(f.unlink(U, ROOT_INO, b"d").unwrap_err(), libc::EISDIR);
         assert_eq!(f.rmdir(U, d.ino, b"a").unwrap_err(), libc::ENOTDIR);
@@ -1202,7 +1208,10 @@ mod tests {
         let (_, f) = fs();
         let a = f.mkdir(U, ROOT_INO, b"a", 0o755).unwrap();
         let b = f.mkdir(U, a.ino, b"b", 0o755).unwrap();
-        assert_eq!(f.rename(U, ROOT_INO, b"a", b.ino, b"x", 0).unwrap_err(), libc::EINVAL);
+        assert_eq!(
+            f.rename(U, ROOT_INO, b"a", b.ino, b"x", 0).unwrap_err(),
+            libc::EINVAL
+        );
         let c = f.mkdir(U, ROOT_INO, b"c", 0o755).unwrap();
         f.rename(U, a.ino, b"b", c.ino, b"b2", 0).unwrap();
         assert_eq!(f.getattr(a.ino).unwrap().nlink, 2);
@@ -1211,16 +1220,28 @@ mod tests {
         let x = f.create(U, ROOT_INO, b"x", 0o644).unwrap();
         let y = f.create(U, ROOT_INO, b"y", 0o644).unwrap();
         assert_eq!(
-            f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_NOREPLACE).unwrap_err(),
+            f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_NOREPLACE)
+                .unwrap_err(),
             libc::EEXIST
         );
-        f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_EXCHANGE).unwrap();
+        f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", libc::RENAME_EXCHANGE)
+            .unwrap();
         assert_eq!(f.lookup(ROOT_INO, b"y").unwrap().ino, x.ino);
         assert_eq!(f.lookup(ROOT_INO, b"x").unwrap().ino, y.ino);
         f.rename(U, ROOT_INO, b"x", ROOT_INO, b"y", 0).unwrap();
-        assert_eq!(f.getattr(x.ino).unwrap_err(), libc::ENOENT, "replaced target is gone");
-        assert_eq!(f.rename(U, ROOT_INO, b"y", ROOT_INO, b"c", 0).unwrap_err(), libc::EISDIR);
-        assert_eq!(f.rename(U, ROOT_INO, b"c", ROOT_INO, b"y", 0).unwrap_err(), libc::ENOTDIR);
+        assert_eq!(
+            f.getattr(x.ino).unwrap_err(),
+            libc::ENOENT,
+            "replaced target is gone"
+        );
+        assert_eq!(
+            f.rename(U, ROOT_INO, b"y", ROOT_INO, b"c", 0).unwrap_err(),
+            libc::EISDIR
+        );
+        assert_eq!(
+            f.rename(U, ROOT_INO, b"c", ROOT_INO, b"y", 0).unwrap_err(),
+            libc::ENOTDIR
+        );
         f.rmdir(U, c.ino, b"b2").unwrap();
         f.rename(U, ROOT_INO, b"a", ROOT_INO, b"c", 0).unwrap();
         assert_eq!(f.getattr(ROOT_INO).unwrap().nlink, 3);
@@ -1245,9 +1266,15 @@ mod tests {
         assert!(all[6..100_000].iter().all(|&b| b == 0));
         assert_eq!(&all[100_000..], &big[..]);
         // Truncate down mid-chunk, then up: the tail reads zeros.
-        let s = SetAttr { size: Some(150_000), ..Default::default() };
+        let s = SetAttr {
+            size: Some(150_000),
+            ..Default::default()
+        };
         f.setattr(U, a.ino, s).unwrap();
-        let s = SetAttr { size: Some(250_000), ..Default::default() };
+        let s = SetAttr {
+            size: Some(250_000),
+            ..Default::default()
+        };
         f.setattr(U, a.ino, s).unwrap();
         let all = f.read(a.ino, 0, 400_000).unwrap();
         assert_eq!(all.len(), 250_000);
@@ -1267,11 +1294,17 @@ mod tests {
         f.open_file(a.ino);
         f.unlink(U, ROOT_INO, b"a").unwrap();
         f.unlink(U, ROOT_INO, b"b").unwrap();
-        assert_eq!(f.read(a.ino, 0, 10).unwrap(), vec![7u8; 10], "still readable while open");
+        assert_eq!(
+            f.read(a.ino, 0, 10).unwrap(),
+            vec![7u8; 10],
+            "still readable while open"
+        );
         assert!(store.get(&orphan_key(a.ino)).unwrap().is_some());
         f.release_file(a.ino).unwrap();
         assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
-        let left = store.scan(&chunk_key(a.ino, 0), &chunk_key(a.ino + 1, 0), 10).unwrap();
+        let left = store
+            .scan(&chunk_key(a.ino, 0), &chunk_key(a.ino + 1, 0), 10)
+            .unwrap();
         assert!(left.is_empty());
         assert!(store.get(&orphan_key(a.ino)).unwrap().is_none());
     }
@@ -1287,7 +1320,10 @@ mod tests {
         drop(f); // the daemon dies with the file open
         let f = FsCore::open(store.clone(), false, false).unwrap();
         assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
-        assert!(store.scan(b"C", b"D", 10).unwrap().is_empty(), "chunks reclaimed");
+        assert!(
+            store.scan(b"C", b"D", 10).unwrap().is_empty(),
+            "chunks reclaimed"
+        );
         let next = f.create(U, ROOT_INO, b"c", 0o644).unwrap().ino;
         assert!(next > last);
         assert_eq!(f.lookup(ROOT_INO, b"b").unwrap().ino, last);
@@ -1298,21 +1334,45 @@ mod tests {
         let (_, f) = fs();
         let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
         f.setxattr(U, a.ino, b"user.k", b"v", 0).unwrap();
-        assert_eq!(f.setxattr(U, a.ino, b"user.k", b"v", libc::XATTR_CREATE).unwrap_err(), libc::EEXIST);
-        assert_eq!(f.setxattr(U, a.ino, b"user.n", b"v", libc::XATTR_REPLACE).unwrap_err(), libc::ENODATA);
+        assert_eq!(
+            f.setxattr(U, a.ino, b"user.k", b"v", libc::XATTR_CREATE)
+                .unwrap_err(),
+            libc::EEXIST
+        );
+        assert_eq!(
+            f.setxattr(U, a.ino, b"user.n", b"v", libc::XATTR_REPLACE)
+                .unwrap_err(),
+            libc::ENODATA
+        );
         assert_eq!(f.getxattr(a.ino, b"user.k").unwrap(), b"v");
         assert_eq!(f.listxattr(a.ino).unwrap(), b"user.k\0");
         f.removexattr(a.ino, b"user.k").unwrap();
         assert_eq!(f.getxattr(a.ino, b"user.k").unwrap_err(), libc::ENODATA);
-        let other = Caller { uid: 2000, gid: 2000 };
-        let chmod = SetAttr { mode: Some(0o600), ..Default::default() };
+        let other = Caller {
+            uid: 2000,
+            gid: 2000,
+        };
+        let chmod = SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        };
         assert_eq!(f.setattr(other, a.ino, chmod).unwrap_err(), libc::EPERM);
-        let chown = SetAttr { uid: Some(2000), ..Default::default() };
+        let chown = SetAttr {
+            uid: Some(2000),
+            ..Default::default()
+        };
         assert_eq!(f.setattr(U, a.ino, chown).unwrap_err(), libc::EPERM);
-        let suid = SetAttr { mode: Some(0o4755), ..Default::default() };
+        let suid = SetAttr {
+            mode: Some(0o4755),
+            ..Default::default()
+        };
         f.setattr(U, a.ino, suid).unwrap();
         f.write(U, a.ino, 0, b"x", false).unwrap();
-        assert_eq!(f.getattr(a.ino).unwrap().mode & libc::S_ISUID, 0, "write clears setuid");
+        assert_eq!(
+            f.getattr(a.ino).unwrap().mode & libc::S_ISUID,
+            0,
+            "write clears setuid"
+        );
         // sticky directory
         let t = f.mkdir(Caller::ROOT, ROOT_INO, b"tmp", 0o1777).unwrap();
         f.create(U, t.ino, b"mine", 0o644).unwrap();
