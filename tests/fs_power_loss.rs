@@ -112,7 +112,9 @@ fn step(
         (3, Some(f)) => {
             let extra = vec![n as u8; rng.gen_range(1..50_000)];
             fs.write(C, resolve(fs, &f)?, 0, &extra, true)?;
-            m.files.get_mut(&f).map(|d| d.extend_from_slice(&extra));
+            if let Some(d) = m.files.get_mut(&f) {
+                d.extend_from_slice(&extra);
+            }
         }
         (4, Some(f)) => {
             let ino = resolve(fs, &f)?;
@@ -157,7 +159,9 @@ fn step(
                     ..Default::default()
                 },
             )?;
-            m.files.get_mut(&f).map(|d| d.resize(size as usize, 0));
+            if let Some(d) = m.files.get_mut(&f) {
+                d.resize(size as usize, 0);
+            }
         }
         (8, _) => {
             let p = format!("{dir}/d{n}");
