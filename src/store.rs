@@ -122,7 +122,22 @@ fn engine_err(e: crate::engine::Error) -> io::Error {
 impl EngineStore {
     /// Open (or create) the engine in `dir`. `sync_always` fsyncs every batch.
     pub fn open(dir: &std::path::Path, sync_always: bool) -> Result<EngineStore, String> {
+        Self::open_tuned(
+            dir,
+            sync_always,
+            crate::engine::Options::default().write_buffer_size,
+        )
+    }
+
+    /// `open` with a chosen memtable size (small ones make flushes and
+    /// compactions frequent, which crash tests want).
+    pub fn open_tuned(
+        dir: &std::path::Path,
+        sync_always: bool,
+        write_buffer_size: usize,
+    ) -> Result<EngineStore, String> {
         let opts = crate::engine::Options {
+            write_buffer_size,
             sync_mode: if sync_always {
                 crate::engine::SyncMode::Always
             } else {

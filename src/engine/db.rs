@@ -974,7 +974,12 @@ impl Shared {
         let _g = lock(&self.version_lock);
         let has_imm = lock(&self.state).imm.is_some();
         if has_imm {
-            return self.flush_imm();
+            log::info!("flush started");
+            let r = self.flush_imm();
+            if r.is_ok() {
+                log::info!("flush finished");
+            }
+            return r;
         }
         let (version, c) = {
             let vs = lock(&self.versions);
@@ -984,7 +989,25 @@ impl Shared {
             (v, c)
         };
         match c {
-            Some(c) => self.run_compaction(&c, &version),
+            Some(c) => {
+                log::info!(
+                    "compaction started: L{} ({} files) into L{} ({} files){}",
+                    c.level,
+                    c.inputs.len(),
+                    c.level + 1,
+                    c.next_inputs.len(),
+                    if c.is_trivial_move() {
+                        ", trivial move"
+                    } else {
+                        ""
+                    }
+                );
+                let r = self.run_compaction(&c, &version);
+                if r.is_ok() {
+                    log::info!("compaction finished");
+                }
+                r
+            }
             None => {
                 lock(&self.state).compaction_needed = false;
                 Ok(())

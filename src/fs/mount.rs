@@ -38,6 +38,9 @@ pub struct MountArgs {
     /// `always`: fsync the WAL before every reply; `on-fsync`: only on fsync/fdatasync/syncfs.
     #[arg(long, default_value = "on-fsync", value_parser = ["always", "on-fsync"])]
     pub sync: String,
+    /// Memtable size in bytes (flushed to a table when full).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub memtable_size: usize,
     /// Comma-separated options: allow_other, allow_root, ro, writeback_cache, or any FUSE option.
     #[arg(short = 'o')]
     pub options: Vec<String>,
@@ -108,7 +111,9 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .arg("--threads")
         .arg(args.threads.to_string())
         .arg("--sync")
-        .arg(&args.sync);
+        .arg(&args.sync)
+        .arg("--memtable-size")
+        .arg(args.memtable_size.to_string());
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
@@ -154,12 +159,26 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     }
 }
 
+/// statfs of a path: unlike stat, never answered from the kernel's
+/// attribute cache, so it tells a live FUSE mount from a dead one.
+pub fn statfs_errno(path: &Path) -> Option<i32> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into a zeroed struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
+        None
+    } else {
+        Some(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        )
+    }
+}
+
 /// Detach a dead daemon's mount at `mountpoint`, if there is one.
 fn detach_stale(mountpoint: &Path) -> Result<(), String> {
-    let stale = match std::fs::metadata(mountpoint) {
-        Err(e) => e.raw_os_error() == Some(libc::ENOTCONN),
-        Ok(_) => false,
-    };
+    let stale = statfs_errno(mountpoint) == Some(libc::ENOTCONN);
     if !stale {
         return Ok(());
     }
@@ -255,7 +274,11 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let signals = block_signals();
-    let store = Arc::new(EngineStore::open(&args.data_dir, args.sync == "always")?);
+    let store = Arc::new(EngineStore::open_tuned(
+        &args.data_dir,
+        args.sync == "always",
+        args.memtable_size.max(64 << 10),
+    )?);
     detach_stale(&mountpoint)?;
     match std::fs::metadata(&mountpoint) {
         Ok(m) if m.is_dir() => {}

@@ -29,6 +29,15 @@ fn mounted(mnt: &Path) -> bool {
         })
 }
 
+fn statfs_ok(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs writes into a zeroed struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 }
+}
+
 impl Mounted {
     pub fn new() -> Mounted {
         Self::with_args(&[])
@@ -86,7 +95,9 @@ impl Mounted {
             .expect("spawn lsmfs");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !(mounted(&self.mnt) && std::fs::metadata(&self.mnt).is_ok()) {
+        // statfs, not stat: a dead daemon's stale mount answers stat from the
+        // kernel's attribute cache, but statfs always reaches the daemon.
+        while !(mounted(&self.mnt) && statfs_ok(&self.mnt)) {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     self.child = None;
