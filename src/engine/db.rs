@@ -593,6 +593,8 @@ impl Db {
                 }
             }
         }
+        // The loop held older Versions alive; collect what they kept.
+        shared.remove_obsolete_files(false);
         Ok(())
     }
 
