@@ -942,6 +942,7 @@ impl FsCore {
                 let src = &data[(from - offset) as usize..(to - offset) as usize];
                 let within = (from - cstart) as usize;
                 let chunk = if within == 0 && src.len() as u64 == CHUNK_SIZE {
+                    pending.remove(&idx);
                     src.to_vec()
                 } else {
                     let mut cur = match pending.remove(&idx) {
@@ -1281,6 +1282,11 @@ mod tests {
         assert_eq!(&all[100_000..150_000], &big[..50_000]);
         assert!(all[150_000..].iter().all(|&b| b == 0));
         assert_eq!(f.lseek(a.ino, 0, libc::SEEK_DATA).unwrap(), 0);
+        // An inline file overwritten from 0 by whole chunks (found by crash-loop).
+        let b = f.create(U, ROOT_INO, b"g", 0o644).unwrap();
+        f.write(U, b.ino, 0, b"x", false).unwrap();
+        f.write(U, b.ino, 0, &big, false).unwrap();
+        assert_eq!(f.read(b.ino, 0, 300_000).unwrap(), big);
         assert_eq!(f.read(a.ino, 1 << 40, 10).unwrap(), b"");
     }
 
