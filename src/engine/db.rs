@@ -25,7 +25,7 @@
 use super::cache::BlockCache;
 use super::compaction::{self, Compaction, MergeContext};
 use super::db_iter::DbIterator;
-use super::dbformat::{lookup_key, SequenceNumber};
+use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber};
 use super::env::{Env, FileLock};
 use super::error::{Error, Result};
 use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
@@ -460,8 +460,14 @@ impl Db {
                 *max_seq = (*max_seq).max(last);
                 batches += 1;
                 if !opts.read_only && mem.approximate_memory_usage() > opts.write_buffer_size {
-                    let meta =
-                        write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
+                    let meta = write_level0_table(
+                        env,
+                        dir,
+                        opts,
+                        versions.new_file_number(),
+                        &mem,
+                        u64::MAX,
+                    )?;
                     if let Some(m) = meta {
                         edit.new_files.push((0, m));
                     }
@@ -483,7 +489,8 @@ impl Db {
             return Ok(mem);
         }
         if !mem.is_empty() {
-            let meta = write_level0_table(env, dir, opts, versions.new_file_number(), &mem)?;
+            let meta =
+                write_level0_table(env, dir, opts, versions.new_file_number(), &mem, u64::MAX)?;
             if let Some(m) = meta {
                 edit.new_files.push((0, m));
             }
@@ -588,7 +595,7 @@ impl Db {
             loop {
                 let version = lock(&shared.state).current.clone();
                 match compaction::pick_range(&version, level, begin, end) {
-                    Some(c) => shared.run_compaction(&c, &version)?,
+                    Some(c) => shared.run_compaction(&c, &version, true)?,
                     None => break,
                 }
             }
@@ -675,12 +682,18 @@ impl Db {
 
 /// Write a memtable to a new L0 table; `None` if it is empty. The table is
 /// fsync'd; the caller fsyncs the directory before naming it in an edit.
+///
+/// An older version of a key is left out when a newer one is visible to
+/// every snapshot (`smallest_snapshot`): a file rewritten chunk by chunk
+/// produces many versions of one key, and only the last one matters.
+/// Deletion markers are kept — deeper levels may hold what they hide.
 fn write_level0_table(
     env: &Arc<dyn Env>,
     dir: &Path,
     opts: &Options,
     number: u64,
     mem: &Arc<MemTable>,
+    smallest_snapshot: SequenceNumber,
 ) -> Result<Option<FileMetaData>> {
     let mut it = mem.iter();
     it.seek_to_first();
@@ -690,10 +703,28 @@ fn write_level0_table(
     let path = table_file_name(dir, number);
     let file = env.create_writable(&path)?;
     let mut builder = TableBuilder::new(file, TableOptions::from_options(opts));
+    let mut last_user_key: Vec<u8> = Vec::new();
+    let mut last_seq = u64::MAX;
+    let mut first = true;
     while it.valid() {
-        if let Err(e) = builder.add(it.key(), it.value()) {
-            builder.abandon();
-            return Err(e);
+        let key = it.key();
+        let (ukey, seq) = match parse_internal_key(key) {
+            Some(p) => (p.user_key, p.sequence),
+            None => (key, u64::MAX),
+        };
+        let same = !first && ukey == &last_user_key[..];
+        let shadowed = same && last_seq <= smallest_snapshot;
+        if !same {
+            last_user_key.clear();
+            last_user_key.extend_from_slice(ukey);
+        }
+        last_seq = seq;
+        first = false;
+        if !shadowed {
+            if let Err(e) = builder.add(key, it.value()) {
+                builder.abandon();
+                return Err(e);
+            }
         }
         it.next();
     }
@@ -1004,7 +1035,7 @@ impl Shared {
                         ""
                     }
                 );
-                let r = self.run_compaction(&c, &version);
+                let r = self.run_compaction(&c, &version, false);
                 if r.is_ok() {
                     log::info!("compaction finished");
                 }
@@ -1029,7 +1060,14 @@ impl Shared {
         let number = lock(&self.versions).new_file_number();
         lock(&self.state).pending_outputs.insert(number);
         let result = (|| {
-            let meta = write_level0_table(&self.env, &self.dir, &self.opts, number, &imm)?;
+            let meta = write_level0_table(
+                &self.env,
+                &self.dir,
+                &self.opts,
+                number,
+                &imm,
+                self.smallest_snapshot(),
+            )?;
             let mut edit = VersionEdit::default();
             if let Some(m) = meta {
                 add(&self.counters.bytes_flushed, m.file_size);
@@ -1056,13 +1094,15 @@ impl Shared {
     }
 
     /// Run one compaction chosen against `version`. Caller holds `version_lock`.
-    fn run_compaction(&self, c: &Compaction, version: &Arc<Version>) -> Result<()> {
+    /// `manual` compactions always merge (never just move a file down), so
+    /// a full compaction really drops overwritten versions and deletions.
+    fn run_compaction(&self, c: &Compaction, version: &Arc<Version>, manual: bool) -> Result<()> {
         let mut edit = VersionEdit::default();
         c.delete_inputs(&mut edit);
         if let Some(last) = c.inputs.last() {
             edit.compact_pointers.push((c.level, last.largest.clone()));
         }
-        if c.is_trivial_move() {
+        if c.is_trivial_move() && !manual {
             if let Some(f) = c.inputs.first() {
                 edit.new_files.push((c.level + 1, (**f).clone()));
             }
@@ -1072,11 +1112,7 @@ impl Shared {
             self.update_compaction_needed();
             return Ok(());
         }
-        let smallest_snapshot = lock(&self.snapshots)
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire));
+        let smallest_snapshot = self.smallest_snapshot();
         let ctx = MergeContext {
             env: &self.env,
             dir: &self.dir,
@@ -1116,6 +1152,15 @@ impl Shared {
         self.update_compaction_needed();
         self.remove_obsolete_files(false);
         Ok(())
+    }
+
+    /// Entries at or below this sequence are seen by every live snapshot.
+    fn smallest_snapshot(&self) -> SequenceNumber {
+        lock(&self.snapshots)
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire))
     }
 
     fn update_compaction_needed(&self) {

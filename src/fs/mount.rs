@@ -1,7 +1,7 @@
 //! `lsmfs mount DATA_DIR MOUNTPOINT`: run the FUSE daemon.
 //!
 //! - Foreground by default; `--daemon` re-executes itself in the foreground
-//!   in a new session (stderr appended to `DATA_DIR/lsmfs.log`) and returns
+//!   in a new session (stderr appended to `DATA_DIR/LOG`) and returns
 //!   once the mount shows up in `/proc/self/mountinfo`.
 //! - SIGINT and SIGTERM are blocked in every thread and taken by the main
 //!   thread with `sigtimedwait`, which then unmounts and closes the store
@@ -96,7 +96,7 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let mountpoint = absolute(&args.mountpoint)?;
-    let log_path = args.data_dir.join("lsmfs.log");
+    let log_path = args.data_dir.join("LOG");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

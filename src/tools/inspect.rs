@@ -116,7 +116,7 @@ fn manifest(path: &Path, raw: bool) -> Result<(), String> {
             Ok(Some(rec)) => {
                 let off = reader.last_record_offset();
                 match VersionEdit::decode(&rec) {
-                    Ok(e) => println!("edit {n:<4} @{off:<8} {e}"),
+                    Ok(e) => println!("edit {n:<4} @{off:<8} {}", format_edit(&e, raw)),
                     Err(m) => println!("edit {n:<4} @{off:<8} <undecodable: {m}>"),
                 }
                 n += 1;
@@ -163,6 +163,39 @@ fn manifest(path: &Path, raw: bool) -> Result<(), String> {
         println!("(no tables)");
     }
     Ok(())
+}
+
+/// An edit on one line, keys decoded in filesystem terms.
+fn format_edit(e: &VersionEdit, raw: bool) -> String {
+    let mut parts = Vec::new();
+    for (name, v) in [
+        ("log", e.log_number),
+        ("next_file", e.next_file_number),
+        ("last_seq", e.last_sequence),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    for (level, n) in &e.deleted_files {
+        parts.push(format!("-L{level} #{n}"));
+    }
+    for (level, f) in &e.new_files {
+        parts.push(format!(
+            "+L{level} #{} {} bytes {} entries seq {}..{} [{} .. {}]",
+            f.number,
+            f.file_size,
+            f.num_entries,
+            f.smallest_seq,
+            f.largest_seq,
+            key_brief(&f.smallest, raw),
+            key_brief(&f.largest, raw)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("(compaction pointers only)".into());
+    }
+    parts.join("  ")
 }
 
 fn key_brief(ikey: &[u8], raw: bool) -> String {
