@@ -18,6 +18,7 @@ use crate::engine::iterator::InternalIterator;
 use crate::engine::{Db, Error, Options};
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -92,6 +93,9 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, String> {
 fn check_tables(db: &Db, report: &mut CheckReport) {
     let version = db.current_version();
     let tables = db.table_cache();
+    let tty = std::io::stderr().is_terminal();
+    let total = version.total_files();
+    let mut done = 0;
     let mut total_entries = 0u64;
     let mut total_bytes = 0u64;
     for (level, files) in version.files.iter().enumerate() {
@@ -103,6 +107,10 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                 .push(format!("L{level}: {} files, {bytes} bytes", files.len()));
         }
         for f in files {
+            done += 1;
+            if tty {
+                eprint!("\rchecking table {done}/{total} ");
+            }
             let table = match tables.get_table(f.number, f.file_size) {
                 Ok(t) => t,
                 Err(e) => {
@@ -170,6 +178,9 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                 }
             }
         }
+    }
+    if tty && total > 0 {
+        eprintln!();
     }
     report.summary.push(format!(
         "tables: {} files, {total_entries} entries, {total_bytes} bytes",
