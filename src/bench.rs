@@ -27,26 +27,26 @@ pub struct BenchArgs {
     /// Reads for read benchmarks; -1 means --num.
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     pub reads: i64,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long = "value_size", default_value_t = 100)]
     pub value_size: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long = "key_size", default_value_t = 16)]
     pub key_size: usize,
     #[arg(long, default_value = "/tmp/lsmfs-bench")]
     pub db: PathBuf,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long = "use_existing_db", default_value_t = 0)]
     pub use_existing_db: u8,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    #[arg(long, default_value_t = 8 << 20)]
+    #[arg(long = "cache_size", default_value_t = 8 << 20)]
     pub cache_size: usize,
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long = "write_buffer_size", default_value_t = 64 << 20)]
     pub write_buffer_size: usize,
     #[arg(long, default_value_t = 0)]
     pub sync: u8,
     #[arg(long, default_value_t = 301)]
     pub seed: u64,
     /// Accepted for db_bench compatibility; lsmfs does not compress.
-    #[arg(long, default_value = "none")]
+    #[arg(long = "compression_type", default_value = "none")]
     pub compression_type: String,
     /// Accepted for db_bench compatibility; ignored.
     #[arg(long, default_value_t = 0)]
