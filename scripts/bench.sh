@@ -1,50 +1,85 @@
 #!/usr/bin/env bash
 # Filesystem benchmark: the same workloads on lsmfs, on bindfs over a plain
 # directory (a FUSE passthrough: the cost of FUSE itself) and on the plain
-# directory; prints seconds and ratios.
+# directory; prints seconds and ratios, and the lsmfs daemon's peak RSS.
+#
 # usage: scripts/bench.sh [WORKDIR]     (default /tmp/lsmfs-fsbench)
+#   TARGETS="plain bindfs lsmfs"  which targets to run (default: all three)
+#   LSMFS_OPTS="--sync always"    extra `lsmfs mount` options
+#   STEP_TIMEOUT=300              seconds before one workload is abandoned
+#
+# The source tree (Python standard library with its tests + /usr/include,
+# ~250 MB) is built once into WORKDIR/src.tar, and a git repository of it
+# into WORKDIR/gitsrc; later runs reuse both. Every mount is undone on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-WORK=${1:-/tmp/lsmfs-fsbench}
+WORK=$(realpath -m "${1:-/tmp/lsmfs-fsbench}")
+TARGETS=${TARGETS:-plain bindfs lsmfs}
+LSMFS_OPTS=${LSMFS_OPTS:-}
+STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 bash scripts/setup.sh
 cargo build --release --quiet
 BIN=$REPO/target/release/lsmfs
 mkdir -p "$WORK"
 RESULTS=$WORK/results.txt
+NOTES=$WORK/notes.txt
 : >"$RESULTS"
+: >"$NOTES"
 MNTS=()
 cleanup() {
-  for m in "${MNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  for m in "${MNTS[@]}"; do
+    if mountpoint -q "$m" 2>/dev/null || grep -q " $m fuse" /proc/mounts; then
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    fi
+  done
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-# The source tree: the Python standard library and /usr/include (~230 MB, ~10,000 files).
+# --- the source tree, built once ---------------------------------------------
 STDLIB=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["stdlib"])')
 if [ ! -f "$WORK/src.tar" ]; then
-  echo "building $WORK/src.tar ..."
-  tar -cf "$WORK/src.tar" --exclude=site-packages --exclude=__pycache__ \
+  echo "building $WORK/src.tar (once) ..."
+  tar -cf "$WORK/src.tar.tmp" --exclude=site-packages --exclude=__pycache__ \
     --transform 's,^,src/,' -C "$(dirname "$STDLIB")" "$(basename "$STDLIB")" -C / usr/include 2>/dev/null
+  mv "$WORK/src.tar.tmp" "$WORK/src.tar"
 fi
-if [ ! -d "$WORK/gitsrc/.git" ]; then
-  rm -rf "$WORK/gitsrc"; mkdir -p "$WORK/gitsrc"
+if [ ! -f "$WORK/gitsrc/.git/lsmfs-bench-done" ]; then
+  echo "building the git repository $WORK/gitsrc (once) ..."
+  rm -rf "$WORK/gitsrc"
+  mkdir -p "$WORK/gitsrc"
   tar -xf "$WORK/src.tar" -C "$WORK/gitsrc"
-  (cd "$WORK/gitsrc" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -qm src)
+  (cd "$WORK/gitsrc" && git init -q && git add -A &&
+    git -c user.name=bench -c user.email=bench@localhost commit -qm src &&
+    touch .git/lsmfs-bench-done)
 fi
-echo "source tree: $(du -sh "$WORK/gitsrc/src" | cut -f1), $(find "$WORK/gitsrc/src" -type f | wc -l) files"
+echo "source tree: $(du -sh "$WORK/gitsrc/src" | cut -f1), $(find "$WORK/gitsrc/src" -type f | wc -l) files," \
+  "tarball $(du -h "$WORK/src.tar" | cut -f1)"
+echo "plain directory filesystem: $(df -T "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}')"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 
+# --- helpers -----------------------------------------------------------------
 now() { date +%s.%N; }
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-t() { # t TARGET NAME COMMAND...
-  local target=$1 name=$2; shift 2
-  local s e
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+# t TARGET NAME COMMAND...: time one workload; a failure or timeout is recorded, not fatal.
+t() {
+  local target=$1 name=$2 s e rc=0
+  shift 2
   s=$(now)
-  "$@" >/dev/null
+  timeout "$STEP_TIMEOUT" "$@" >"$WORK/out.$target.$name" 2>&1 || rc=$?
   e=$(now)
-  awk -v t="$target" -v n="$name" -v s="$s" -v e="$e" 'BEGIN {printf "%s %s %.3f\n", t, n, e - s}' >>"$RESULTS"
+  if [ $rc -ne 0 ]; then
+    echo "  $target $name FAILED (exit $rc): $(tail -c 300 "$WORK/out.$target.$name" | tr '\n' ' ')" | tee -a "$NOTES"
+    echo "$target $name FAIL" >>"$RESULTS"
+  else
+    awk -v t="$target" -v n="$name" -v s="$s" -v e="$e" 'BEGIN {printf "%s %s %.3f\n", t, n, e - s}' | tee -a "$RESULTS" |
+      awk '{printf "  %-7s %-18s %8.2f s\n", $1, $2, $3}'
+  fi
 }
 
-small_files() { python3 - "$1" <<'EOF'
+# Python helpers, written once per run (timeout(1) cannot run shell functions).
+cat >"$WORK/small_files.py" <<'EOF'
 import os, sys
 d = sys.argv[1]
 data = b"x" * 1024
@@ -54,8 +89,16 @@ for i in range(100):
         with open(f"{d}/{i}/{j}", "wb") as f:
             f.write(data)
 EOF
-}
-fsync_appends() { python3 - "$1" <<'EOF'
+cat >"$WORK/stat_all.py" <<'EOF'
+import os, sys
+n = 0
+for root, dirs, files in os.walk(sys.argv[1]):
+    for f in files:
+        os.lstat(os.path.join(root, f))
+        n += 1
+assert n == 10000, n
+EOF
+cat >"$WORK/fsync_appends.py" <<'EOF'
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 for i in range(500):
@@ -63,59 +106,105 @@ for i in range(500):
     os.fsync(fd)
 os.close(fd)
 EOF
+
+LSMFS_PID=
+lsmfs_mount() {
+  local out
+  # shellcheck disable=SC2086
+  out=$("$BIN" mount "$WORK/lsmfs-data" "$WORK/lsmfs-mnt" --daemon $LSMFS_OPTS)
+  LSMFS_PID=$(sed -n 's/.*(pid \([0-9]*\)).*/\1/p' <<<"$out")
+}
+lsmfs_umount() {
+  umount "$WORK/lsmfs-mnt"
+  # the daemon flushes and closes the store after the unmount: wait for it
+  while [ -n "$LSMFS_PID" ] && kill -0 "$LSMFS_PID" 2>/dev/null; do sleep 0.1; done
+}
+# cold TARGET: empty every cache between the data and the reader. For lsmfs
+# that includes the daemon's own block cache, hence a remount.
+cold() {
+  if [ "$1" = lsmfs ]; then
+    lsmfs_umount
+    lsmfs_mount
+  fi
+  drop_caches
 }
 
 run_all() { # run_all TARGET DIR
   local T=$1 D=$2
   t "$T" untar tar -xf "$WORK/src.tar" -C "$D"
   if [ "$T" = lsmfs ]; then
-    local pid
-    pid=$(pgrep -f "lsmfs mount $WORK/lsmfs-data" | head -1)
-    echo "lsmfs daemon peak RSS after untar: $(awk '/VmHWM/ {print $2, $3}' "/proc/$pid/status")" | tee -a "$WORK/rss.txt"
+    echo "lsmfs daemon peak RSS after untar: $(awk '/VmHWM/ {print $2, $3}' "/proc/$LSMFS_PID/status")" | tee -a "$NOTES"
   fi
-  drop
+  cold "$T"
   t "$T" find find "$D/src"
-  t "$T" du du -s "$D/src"
+  t "$T" du-s du -s "$D/src"
   t "$T" grep-r grep -r -c "include" "$D/src"
   t "$T" cp-r cp -r "$D/src" "$D/copy"
   t "$T" rm-r rm -rf "$D/copy"
   t "$T" git-clone git clone -q --no-local "file://$WORK/gitsrc" "$D/clone"
+  cold "$T"
   t "$T" git-status git -C "$D/clone" status --porcelain
   mkdir -p "$D/small"
-  t "$T" 10k-files small_files "$D/small"
-  drop
-  t "$T" stat-10k find "$D/small" -type f -printf '%s\n'
+  t "$T" 10k-1KiB-files python3 "$WORK/small_files.py" "$D/small"
+  cold "$T"
+  t "$T" stat-10k python3 "$WORK/stat_all.py" "$D/small"
   mkdir -p "$D/fsmark"
-  t "$T" fs_mark fs_mark -d "$D/fsmark" -n 1000 -s 4096 -t 1 -S 0
-  t "$T" seq-write-512M dd if=/dev/zero of="$D/big" bs=1M count=512 conv=fsync status=none
-  drop
-  t "$T" seq-read-512M dd if="$D/big" of=/dev/null bs=1M status=none
-  t "$T" fio-randwrite-4k fio --name=rw --filename="$D/fio" --rw=randwrite --bs=4k --size=64M \
-    --io_size=32M --ioengine=psync --end_fsync=1 --randrepeat=1 --output=/dev/null
-  t "$T" 500-fsync-appends fsync_appends "$D/appends"
+  t "$T" fs_mark-1000x4K fs_mark -d "$D/fsmark" -n 1000 -s 4096 -t 1 -S 0
+  t "$T" write-512M-fsync dd if=/dev/zero of="$D/big" bs=1M count=512 conv=fsync status=none
+  cold "$T"
+  t "$T" read-512M-cold dd if="$D/big" of=/dev/null bs=1M status=none
+  rm -f "$D/big"
+  # 4 KiB random writes into a 64 MiB file: 32 MiB of them, at most 20 s
+  # (if the cap is hit the time shows 20 s; the IOPS figure is in the notes).
+  t "$T" fio-4k-randwrite fio --name=randwrite --filename="$D/fio" --rw=randwrite --bs=4k --size=64M \
+    --io_size=32M --runtime=20 --ioengine=psync --end_fsync=1 --randrepeat=1 --minimal
+  awk -F';' -v t="$T" '{printf "  %s fio 4k randwrite: %d IOPS, %.1f MiB/s\n", t, $49, $48/1024}' \
+    "$WORK/out.$T.fio-4k-randwrite" 2>/dev/null | tee -a "$NOTES" || true
+  t "$T" 500-fsync-appends python3 "$WORK/fsync_appends.py" "$D/appends"
 }
 
-# plain directory
-rm -rf "$WORK/plain"; mkdir -p "$WORK/plain"
-echo "plain directory: $(df -T "$WORK/plain" | awk 'NR==2 {print $2}') at $WORK/plain"
-run_all plain "$WORK/plain"
-rm -rf "$WORK/plain"
-
-# bindfs over a plain directory
-rm -rf "$WORK/bind-back" "$WORK/bind-mnt"; mkdir -p "$WORK/bind-back" "$WORK/bind-mnt"
-bindfs "$WORK/bind-back" "$WORK/bind-mnt"; MNTS+=("$WORK/bind-mnt")
-run_all bindfs "$WORK/bind-mnt"
-umount "$WORK/bind-mnt"; rm -rf "$WORK/bind-back"
-
-# lsmfs
-rm -rf "$WORK/lsmfs-data" "$WORK/lsmfs-mnt"; mkdir -p "$WORK/lsmfs-mnt"
-"$BIN" mount "$WORK/lsmfs-data" "$WORK/lsmfs-mnt" --daemon; MNTS+=("$WORK/lsmfs-mnt")
-run_all lsmfs "$WORK/lsmfs-mnt"
-"$BIN" stats "$WORK/lsmfs-mnt" | grep -E "^L[0-9]|write_amp|block_cache" || true
-umount "$WORK/lsmfs-mnt"
+START=$(now)
+for T in $TARGETS; do
+  echo "== $T"
+  case $T in
+  plain)
+    rm -rf "$WORK/plain"
+    mkdir -p "$WORK/plain"
+    run_all plain "$WORK/plain"
+    rm -rf "$WORK/plain"
+    ;;
+  bindfs)
+    rm -rf "$WORK/bind-back" "$WORK/bind-mnt"
+    mkdir -p "$WORK/bind-back" "$WORK/bind-mnt"
+    bindfs "$WORK/bind-back" "$WORK/bind-mnt"
+    MNTS+=("$WORK/bind-mnt")
+    run_all bindfs "$WORK/bind-mnt"
+    umount "$WORK/bind-mnt"
+    rm -rf "$WORK/bind-back"
+    ;;
+  lsmfs)
+    rm -rf "$WORK/lsmfs-data" "$WORK/lsmfs-mnt"
+    mkdir -p "$WORK/lsmfs-mnt"
+    MNTS+=("$WORK/lsmfs-mnt")
+    lsmfs_mount
+    run_all lsmfs "$WORK/lsmfs-mnt"
+    "$BIN" stats "$WORK/lsmfs-mnt" >"$WORK/lsmfs-stats.txt" 2>&1 || true
+    echo "lsmfs data directory after the run: $(du -sh "$WORK/lsmfs-data" | cut -f1)" | tee -a "$NOTES"
+    lsmfs_umount
+    ;;
+  *) echo "unknown target $T" >&2 ;;
+  esac
+done
 
 echo
-printf '%-20s %9s %9s %9s %14s %13s\n' workload plain bindfs lsmfs lsmfs/bindfs lsmfs/plain
+echo "results (seconds; lower is better), $(awk -v s="$START" -v e="$(now)" 'BEGIN {printf "%.0f", e - s}') s in all:"
+printf '%-18s %9s %9s %9s %13s %12s\n' workload plain bindfs lsmfs lsmfs/bindfs lsmfs/plain
 awk '{v[$2,$1]=$3; if (!($2 in seen)) {seen[$2]=1; order[n++]=$2}}
-  END {for (i=0;i<n;i++) {w=order[i]; p=v[w,"plain"]; b=v[w,"bindfs"]; l=v[w,"lsmfs"];
-    printf "%-20s %9.2f %9.2f %9.2f %13.2fx %12.2fx\n", w, p, b, l, (b>0?l/b:0), (p>0?l/p:0)}}' "$RESULTS"
+  function f(x) { return (x == "" ? "-" : (x == "FAIL" ? "FAIL" : sprintf("%.2f", x))) }
+  function r(a, b) { return ((a == "" || b == "" || a == "FAIL" || b == "FAIL" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b)) }
+  END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"];
+    printf "%-18s %9s %9s %9s %13s %12s\n", w, f(p), f(b), f(l), r(l, b), r(l, p)}}' "$RESULTS"
+echo
+cat "$NOTES"
+[ -s "$WORK/lsmfs-stats.txt" ] && echo "engine statistics at the end: $WORK/lsmfs-stats.txt"
+exit 0

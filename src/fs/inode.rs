@@ -4,7 +4,7 @@
 //! version u8 (=1) | kind u8 | mode u32 | uid u32 | gid u32 | nlink u32 | rdev u32
 //! | size u64 | atime i64 | mtime i64 | ctime i64 (ns since the epoch)
 //! | parent u64 (directories: their parent, for `..` and cycle checks)
-//! | flags u8 (bit 0: data inline) | inline data (rest of the record)
+//! | flags u8 (bit 0: data inline, bit 1: has xattrs) | inline data (rest of the record)
 //! ```
 //! all little-endian. Files of up to `INLINE_MAX` bytes keep their data in
 //! the record itself, so creating a small file is one key, and reading it is
@@ -39,6 +39,9 @@ pub struct Attr {
     pub parent: u64,
     /// Some: the file's whole data lives here (len == size).
     pub inline: Option<Vec<u8>>,
+    /// Set once an xattr is written, so removing the inode knows whether
+    /// to look for `X` keys.
+    pub has_xattrs: bool,
 }
 
 /// File type from the type bits of a mode.
@@ -98,7 +101,7 @@ impl Attr {
             v.extend_from_slice(&t.to_le_bytes());
         }
         v.extend_from_slice(&self.parent.to_le_bytes());
-        v.push(u8::from(self.inline.is_some()));
+        v.push(u8::from(self.inline.is_some()) | (u8::from(self.has_xattrs) << 1));
         v.extend_from_slice(inline);
         v
     }
@@ -132,6 +135,7 @@ impl Attr {
             ctime: u64_at(46) as i64,
             parent: u64_at(54),
             inline: (flags & 1 != 0).then(|| b[FIXED..].to_vec()),
+            has_xattrs: flags & 2 != 0,
         };
         if !(KIND_FILE..=KIND_BLK).contains(&a.kind) {
             return Err(format!("unknown file type {}", a.kind));
@@ -163,6 +167,7 @@ mod tests {
             ctime: 7,
             parent: 0,
             inline: Some(b"abc".to_vec()),
+            has_xattrs: true,
         };
         assert_eq!(Attr::decode(&a.encode()).unwrap(), a);
         let b = Attr {
