@@ -45,14 +45,14 @@ if [ ! -f "$WORK/src.tar" ]; then
     --transform 's,^,src/,' -C "$(dirname "$STDLIB")" "$(basename "$STDLIB")" -C / usr/include 2>/dev/null
   mv "$WORK/src.tar.tmp" "$WORK/src.tar"
 fi
-if [ ! -f "$WORK/gitsrc/.git/lsmfs-bench-done" ]; then
+if [ ! -f "$WORK/gitsrc/.git/lsmfs-bench-packed" ]; then
   echo "building the git repository $WORK/gitsrc (once) ..."
   rm -rf "$WORK/gitsrc"
   mkdir -p "$WORK/gitsrc"
   tar -xf "$WORK/src.tar" -C "$WORK/gitsrc"
   (cd "$WORK/gitsrc" && git init -q && git add -A &&
     git -c user.name=bench -c user.email=bench@localhost commit -qm src &&
-    touch .git/lsmfs-bench-done)
+    git gc -q && touch .git/lsmfs-bench-packed)
 fi
 echo "source tree: $(du -sh "$WORK/gitsrc/src" | cut -f1), $(find "$WORK/gitsrc/src" -type f | wc -l) files," \
   "tarball $(du -h "$WORK/src.tar" | cut -f1)"
@@ -149,7 +149,7 @@ run_all() { # run_all TARGET DIR
   cold "$T"
   t "$T" stat-10k python3 "$WORK/stat_all.py" "$D/small"
   mkdir -p "$D/fsmark"
-  t "$T" fs_mark-1000x4K fs_mark -d "$D/fsmark" -n 1000 -s 4096 -t 1 -S 0
+  t "$T" fs_mark-10kx4K fs_mark -d "$D/fsmark" -n 10000 -s 4096 -t 1 -S 0
   t "$T" write-512M-fsync dd if=/dev/zero of="$D/big" bs=1M count=512 conv=fsync status=none
   cold "$T"
   t "$T" read-512M-cold dd if="$D/big" of=/dev/null bs=1M status=none
