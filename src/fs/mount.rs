@@ -1,22 +1,37 @@
 //! `lsmfs mount DATA_DIR MOUNTPOINT`: run the FUSE daemon.
 //!
 //! - Foreground by default; `--daemon` re-executes itself in the foreground
-//!   in a new session (stderr appended to `DATA_DIR/LOG`) and returns
-//!   once the mount shows up in `/proc/self/mountinfo`.
-//! - SIGINT and SIGTERM are blocked in every thread and taken by the main
-//!   thread with `sigtimedwait`, which then unmounts and closes the store
-//!   cleanly; an external `umount` ends the FUSE session, and the daemon
-//!   closes the store and exits 0.
+//!   in a new session (cwd `/`, stdin/stdout `/dev/null`, stderr appended to
+//!   `DATA_DIR/LOG`) and returns once a *new* lsmfs mount at MOUNTPOINT
+//!   shows up in `/proc/self/mountinfo` and answers `statfs`; if the daemon
+//!   dies first, it prints the daemon's part of the log and exits 1.
+//! - SIGINT, SIGTERM and SIGHUP are blocked before any thread starts (so
+//!   every thread inherits the mask) and taken by the main thread with
+//!   `sigtimedwait`. It unmounts — lazily (`MNT_DETACH`) if the mount is
+//!   busy — waits for the FUSE session to end, and closes the store, which
+//!   flushes the engine. An external `umount` ends the FUSE session the same
+//!   way: the daemon closes the store and exits 0.
 //! - The store is opened *before* touching the mount point, so its LOCK
-//!   decides who owns DATA_DIR: a second daemon fails there with a clear
-//!   message. Only then is a stale mount at MOUNTPOINT (a killed daemon's,
-//!   answering ENOTCONN) detached with `umount -l`.
+//!   decides who owns DATA_DIR: a second daemon fails there with one line.
+//!   Only then is a stale mount at MOUNTPOINT (a killed daemon's: `statfs`
+//!   answers ENOTCONN — `stat` can still be answered from the kernel's
+//!   attribute cache) detached with `umount -l`; a *live* lsmfs mount there
+//!   is refused rather than stacked on.
+//! - As root the mount is made with mount(2) directly, with type
+//!   `fuse.lsmfs` and source `lsmfs`, so `/proc/mounts` names both; fuser's
+//!   own mount path always uses type `fuse`. Without the privilege (EPERM)
+//!   it falls back to fuser, which goes through `fusermount3`.
 //! - `--threads` defaults to 4: FUSE requests block on WAL writes and table
-//!   reads, so a few more threads than the 2 cores keep the kernel queue busy.
+//!   reads, so a few more threads than the 2 cores of a small machine keep
+//!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
 
 use crate::fs::{FsConfig, FuseFs};
 use crate::store::{EngineStore, Store};
 use fuser::MountOption;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,10 +44,12 @@ pub struct MountArgs {
     pub data_dir: PathBuf,
     /// Empty directory to mount on.
     pub mountpoint: PathBuf,
-    /// Return once the mount is live, leaving the daemon in the background.
+    /// Return once the mount is live, leaving the daemon in the background
+    /// (its log goes to DATA_DIR/LOG).
     #[arg(long)]
     pub daemon: bool,
-    /// FUSE worker threads.
+    /// FUSE worker threads (default 4: requests block on WAL writes and
+    /// table reads, so a few more than the cores keep the queue busy).
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
     /// `always`: fsync the WAL before every reply; `on-fsync`: only on fsync/fdatasync/syncfs.
@@ -41,7 +58,10 @@ pub struct MountArgs {
     /// Memtable size in bytes (flushed to a table when full).
     #[arg(long, default_value_t = 4 << 20)]
     pub memtable_size: usize,
-    /// Comma-separated options: allow_other, allow_root, ro, writeback_cache, or any FUSE option.
+    /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
+    /// nosuid, noexec, writeback_cache (weakens the kill -9 guarantee), or
+    /// any other option the kernel's FUSE understands (e.g. max_read=N).
+    /// default_permissions is always on.
     #[arg(short = 'o')]
     pub options: Vec<String>,
 }
@@ -61,24 +81,46 @@ pub fn run(args: MountArgs) -> i32 {
     }
 }
 
-/// Whether an lsmfs FUSE mount (source `lsmfs`, type `fuse` or
-/// `fuse.lsmfs`) is listed at `mountpoint` in mountinfo.
-pub fn is_fuse_mounted(mountpoint: &Path, fstype_prefix: &str) -> bool {
+/// One line of `/proc/self/mountinfo`, the fields we use.
+struct MountEntry {
+    fstype: String,
+    source: String,
+}
+
+/// The mounts stacked at `mountpoint`, bottom first.
+fn mounts_at(mountpoint: &Path) -> Vec<MountEntry> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+        return Vec::new();
     };
-    let want = mountpoint.to_string_lossy().to_string();
-    info.lines().any(|l| {
-        let fields: Vec<&str> = l.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            return false;
-        };
-        fields.get(4).map(|m| unescape(m)) == Some(want.clone())
-            && fields
-                .get(sep + 1)
-                .is_some_and(|t| t.starts_with(fstype_prefix))
-            && fields.get(sep + 2) == Some(&"lsmfs")
-    })
+    let want = mountpoint.to_string_lossy();
+    info.lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let sep = fields.iter().position(|f| *f == "-")?;
+            if unescape(fields.get(4)?) != want {
+                return None;
+            }
+            Some(MountEntry {
+                fstype: unescape(fields.get(sep + 1)?),
+                source: unescape(fields.get(sep + 2)?),
+            })
+        })
+        .collect()
+}
+
+impl MountEntry {
+    fn is_lsmfs(&self) -> bool {
+        self.source == "lsmfs" && (self.fstype == "fuse" || self.fstype == "fuse.lsmfs")
+    }
+}
+
+/// Whether an lsmfs FUSE mount (source `lsmfs`, a type starting with
+/// `fstype_prefix`: `fuse` matches both `fuse` and `fuse.lsmfs`) is listed
+/// at `mountpoint` in mountinfo.
+pub fn is_fuse_mounted(mountpoint: &Path, fstype_prefix: &str) -> bool {
+    mounts_at(mountpoint)
+        .iter()
+        .any(|m| m.is_lsmfs() && m.fstype.starts_with(fstype_prefix))
 }
 
 fn unescape(s: &str) -> String {
@@ -92,11 +134,16 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+fn cpath(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
+}
+
 fn daemonize(args: &MountArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let data_dir = absolute(&args.data_dir)?;
     let mountpoint = absolute(&args.mountpoint)?;
-    let log_path = args.data_dir.join("LOG");
+    let log_path = data_dir.join("LOG");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -104,9 +151,24 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    // The daemon reports "mounted" through this pipe; EOF without it means
+    // it failed (or died). Mount ids and device numbers get reused, so
+    // watching mountinfo could mistake a stale mount for the new one.
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!(
+            "cannot create a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: both descriptors are fresh and owned here from now on.
+    let (ready_r, ready_w) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let ready_fd = ready_w.as_raw_fd();
     let mut cmd = Command::new(exe);
     cmd.arg("mount")
-        .arg(&args.data_dir)
+        .arg(&data_dir)
         .arg(&mountpoint)
         .arg("--threads")
         .arg(args.threads.to_string())
@@ -117,110 +179,174 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no Rust state.
+    // cwd `/`: the daemon must not keep the caller's directory busy.
+    cmd.current_dir("/")
+        .env(READY_FD_ENV, ready_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: setsid and fcntl are async-signal-safe and touch no Rust state.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
+            libc::fcntl(ready_fd, libc::F_SETFD, 0); // inherit the pipe's write end
             Ok(())
         });
     }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start daemon: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if is_fuse_mounted(&mountpoint, "fuse") && std::fs::metadata(&mountpoint).is_ok() {
-            println!(
-                "lsmfs: mounted {} (pid {})",
-                mountpoint.display(),
-                child.id()
-            );
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let tail = std::fs::read(&log_path)
-                .map(|d| {
-                    String::from_utf8_lossy(&d[(log_start as usize).min(d.len())..]).into_owned()
-                })
-                .unwrap_or_default();
-            return Err(format!(
-                "daemon exited ({status}) before mounting:\n{}",
-                tail.trim_end()
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "mount did not appear within 60 s; see {}",
-                log_path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    drop(ready_w);
+    let mut pipe = std::fs::File::from(ready_r);
+    let mut said = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut pipe, &mut said);
+    if said == b"mounted\n" {
+        println!(
+            "lsmfs: mounted {} on {} (pid {}, log {})",
+            data_dir.display(),
+            mountpoint.display(),
+            child.id(),
+            log_path.display()
+        );
+        return Ok(());
     }
+    let status = child
+        .wait()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string());
+    let tail = std::fs::read(&log_path)
+        .map(|d| String::from_utf8_lossy(&d[(log_start as usize).min(d.len())..]).into_owned())
+        .unwrap_or_default();
+    // The daemon's own one-line error, if it printed one, is the message.
+    let last = tail
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("lsmfs mount: "))
+        .map(str::to_string);
+    Err(match last {
+        Some(msg) => msg,
+        None => format!(
+            "daemon exited ({status}) before mounting; its log:\n{}",
+            tail.trim_end()
+        ),
+    })
+}
+
+/// Environment variable naming the descriptor on which a daemon started by
+/// `--daemon` reports that the mount is live.
+const READY_FD_ENV: &str = "LSMFS_READY_FD";
+
+/// Take the readiness pipe handed down by `--daemon`, if any (and keep it
+/// from leaking into child processes such as `umount`).
+fn take_ready_pipe() -> Option<std::fs::File> {
+    let fd: i32 = std::env::var(READY_FD_ENV).ok()?.parse().ok()?;
+    std::env::remove_var(READY_FD_ENV);
+    // SAFETY: fcntl on a descriptor number; fails harmlessly if not open.
+    if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: the parent passed us this descriptor to own.
+    Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// statfs of a path: unlike stat, never answered from the kernel's
 /// attribute cache, so it tells a live FUSE mount from a dead one.
 pub fn statfs_errno(path: &Path) -> Option<i32> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let c = cpath(path).ok()?;
     // SAFETY: statvfs writes into a zeroed struct we own.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
         None
     } else {
-        Some(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        )
+        Some(errno())
     }
 }
 
-/// Detach a dead daemon's mount at `mountpoint`, if there is one.
-fn detach_stale(mountpoint: &Path) -> Result<(), String> {
-    let stale = statfs_errno(mountpoint) == Some(libc::ENOTCONN);
-    if !stale {
-        return Ok(());
-    }
-    log::info!(
-        "detaching the stale FUSE mount at {} left by a dead daemon",
-        mountpoint.display()
-    );
-    for (prog, args) in [("umount", vec!["-l"]), ("fusermount3", vec!["-uz"])] {
-        let ok = Command::new(prog)
-            .args(&args)
-            .arg(mountpoint)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(());
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn run_quiet(prog: &str, args: &[&str], path: &Path) -> bool {
+    Command::new(prog)
+        .args(args)
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Make `mountpoint` ready: detach dead daemons' mounts stacked there,
+/// refuse a live lsmfs mount, and insist on a directory.
+fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
+    for _ in 0..8 {
+        if statfs_errno(mountpoint) != Some(libc::ENOTCONN) {
+            break;
+        }
+        log::info!(
+            "detaching the stale FUSE mount at {} left by a dead daemon",
+            mountpoint.display()
+        );
+        let ok = run_quiet("umount", &["-l"], mountpoint)
+            || run_quiet("fusermount3", &["-u", "-z"], mountpoint)
+            || run_quiet("fusermount", &["-u", "-z"], mountpoint);
+        if !ok {
+            return Err(format!(
+                "{} holds a stale FUSE mount that could not be detached (try: umount -l {})",
+                mountpoint.display(),
+                mountpoint.display()
+            ));
         }
     }
-    Err(format!(
-        "{} holds a stale FUSE mount that could not be detached (try: umount -l {})",
-        mountpoint.display(),
-        mountpoint.display()
-    ))
+    if mounts_at(mountpoint).last().is_some_and(|m| m.is_lsmfs())
+        && statfs_errno(mountpoint).is_none()
+    {
+        return Err(format!(
+            "{} is already a live lsmfs mount (umount it first)",
+            mountpoint.display()
+        ));
+    }
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "mount point {} is not a directory",
+            mountpoint.display()
+        )),
+        Err(e) => Err(format!("mount point {}: {e}", mountpoint.display())),
+    }
 }
 
+#[derive(Debug)]
 struct Parsed {
+    /// For fuser's mount path (the unprivileged fallback).
     fuse: Vec<MountOption>,
+    /// For mount(2): MS_* flags and the FUSE data options.
+    flags: libc::c_ulong,
+    data: Vec<String>,
     acl: fuser::SessionACL,
     read_only: bool,
     writeback_cache: bool,
 }
 
-fn parse_options(opts: &[String]) -> Parsed {
+fn parse_options(opts: &[String]) -> Result<Parsed, String> {
     let mut p = Parsed {
         fuse: vec![
             MountOption::FSName("lsmfs".into()),
             MountOption::Subtype("lsmfs".into()),
             MountOption::DefaultPermissions,
         ],
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: vec!["default_permissions".into()],
         acl: fuser::SessionACL::Owner,
         read_only: false,
         writeback_cache: false,
+    };
+    let flag = |p: &mut Parsed, set: libc::c_ulong, clear: libc::c_ulong, o: MountOption| {
+        p.flags = (p.flags | set) & !clear;
+        p.fuse.retain(|x| *x != o);
+        p.fuse.push(o);
     };
     for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
         match o {
@@ -229,17 +355,163 @@ fn parse_options(opts: &[String]) -> Parsed {
             "allow_root" => p.acl = fuser::SessionACL::RootAndOwner,
             "ro" => {
                 p.read_only = true;
-                p.fuse.push(MountOption::RO);
+                flag(&mut p, libc::MS_RDONLY, 0, MountOption::RO);
             }
             "writeback_cache" => p.writeback_cache = true,
-            "noatime" => p.fuse.push(MountOption::NoAtime),
-            "nodev" => p.fuse.push(MountOption::NoDev),
-            "nosuid" => p.fuse.push(MountOption::NoSuid),
-            "noexec" => p.fuse.push(MountOption::NoExec),
-            other => p.fuse.push(MountOption::CUSTOM(other.to_string())),
+            "noatime" => flag(&mut p, libc::MS_NOATIME, 0, MountOption::NoAtime),
+            "atime" => flag(&mut p, 0, libc::MS_NOATIME, MountOption::Atime),
+            "nodev" => flag(&mut p, libc::MS_NODEV, 0, MountOption::NoDev),
+            "dev" => flag(&mut p, 0, libc::MS_NODEV, MountOption::Dev),
+            "nosuid" => flag(&mut p, libc::MS_NOSUID, 0, MountOption::NoSuid),
+            "suid" => flag(&mut p, 0, libc::MS_NOSUID, MountOption::Suid),
+            "noexec" => flag(&mut p, libc::MS_NOEXEC, 0, MountOption::NoExec),
+            "exec" => flag(&mut p, 0, libc::MS_NOEXEC, MountOption::Exec),
+            "sync" => flag(&mut p, libc::MS_SYNCHRONOUS, 0, MountOption::Sync),
+            "async" => flag(&mut p, 0, libc::MS_SYNCHRONOUS, MountOption::Async),
+            "dirsync" => flag(&mut p, libc::MS_DIRSYNC, 0, MountOption::DirSync),
+            "auto_unmount" => {
+                return Err(
+                    "-o auto_unmount is not supported: a killed daemon's mount is \
+                            detached by the next `lsmfs mount` instead"
+                        .into(),
+                )
+            }
+            o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
+                return Err(format!("-o {o}: the name and type are always lsmfs"))
+            }
+            other => {
+                p.data.push(other.to_string());
+                p.fuse.push(MountOption::CUSTOM(other.to_string()));
+            }
         }
     }
-    p
+    if p.acl != fuser::SessionACL::Owner {
+        // The kernel only knows allow_other; fuser filters allow_root itself.
+        p.data.push("allow_other".into());
+    }
+    Ok(p)
+}
+
+/// mount(2) a FUSE filesystem of type `fuse.lsmfs` at `mountpoint`; the
+/// returned `/dev/fuse` descriptor carries the session. `None`: not
+/// privileged to (EPERM), use fuser's fusermount path instead.
+fn mount_direct(mountpoint: &Path, p: &Parsed) -> Result<Option<OwnedFd>, String> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| format!("cannot open /dev/fuse: {e}"))?;
+    let md = std::fs::metadata(mountpoint)
+        .map_err(|e| format!("mount point {}: {e}", mountpoint.display()))?;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={uid},group_id={gid}",
+        dev.as_raw_fd(),
+        md.mode() & libc::S_IFMT
+    );
+    for o in &p.data {
+        data.push(',');
+        data.push_str(o);
+    }
+    let target = cpath(mountpoint)?;
+    let cdata = CString::new(data.clone()).map_err(|_| "NUL in -o options".to_string())?;
+    // SAFETY: every pointer is a valid NUL-terminated string for the call.
+    let r = unsafe {
+        libc::mount(
+            c"lsmfs".as_ptr(),
+            target.as_ptr(),
+            c"fuse.lsmfs".as_ptr(),
+            p.flags,
+            cdata.as_ptr() as *const libc::c_void,
+        )
+    };
+    if r == 0 {
+        return Ok(Some(OwnedFd::from(dev)));
+    }
+    match errno() {
+        libc::EPERM => Ok(None),
+        libc::EINVAL if p.fuse.iter().any(|o| matches!(o, MountOption::CUSTOM(_))) => Err(format!(
+            "cannot mount on {}: the kernel refused the FUSE options {data} \
+                 (an -o option it does not know?)",
+            mountpoint.display()
+        )),
+        e => Err(format!(
+            "cannot mount on {}: {} (FUSE options {data})",
+            mountpoint.display(),
+            std::io::Error::from_raw_os_error(e)
+        )),
+    }
+}
+
+/// Mount and start serving `fs` on `threads` threads.
+fn start_session(
+    fs: FuseFs,
+    mountpoint: &Path,
+    p: &Parsed,
+    threads: usize,
+) -> Result<fuser::BackgroundSession, String> {
+    let mut config = fuser::Config::default();
+    config.mount_options = p.fuse.clone();
+    config.acl = p.acl;
+    config.n_threads = Some(threads.max(1));
+    config.clone_fd = true;
+    let Some(fd) = mount_direct(mountpoint, p)? else {
+        log::info!("not privileged to mount(2): mounting through fusermount3");
+        return fuser::spawn_mount(fs, mountpoint, &config)
+            .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()));
+    };
+    let session = fuser::Session::from_fd(fs, fd, p.acl, config)
+        .and_then(fuser::Session::spawn)
+        .map_err(|e| {
+            let _ = lazy_detach(mountpoint);
+            format!("FUSE session on {}: {e}", mountpoint.display())
+        })?;
+    Ok(session)
+}
+
+fn lazy_detach(mountpoint: &Path) -> Result<(), String> {
+    let c = cpath(mountpoint)?;
+    // SAFETY: c is a valid path string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// Unmount our mount at `mountpoint`: a plain unmount, a lazy one if the
+/// mount is busy (it ends when its last open file closes), fusermount3
+/// without privilege.
+fn unmount(mountpoint: &Path) -> Result<(), String> {
+    if !mounts_at(mountpoint).last().is_some_and(|m| m.is_lsmfs()) {
+        return Ok(()); // already gone: never unmount someone else's
+    }
+    let c = cpath(mountpoint)?;
+    // SAFETY: c is a valid path string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    match errno() {
+        libc::EINVAL | libc::ENOENT => Ok(()),
+        libc::EBUSY => {
+            log::warn!(
+                "{} is busy: detaching it lazily; the session ends when its last file is closed",
+                mountpoint.display()
+            );
+            lazy_detach(mountpoint)
+        }
+        libc::EPERM => {
+            if run_quiet("fusermount3", &["-u", "-z"], mountpoint)
+                || run_quiet("fusermount", &["-u", "-z"], mountpoint)
+            {
+                Ok(())
+            } else {
+                Err("fusermount3 -u failed".into())
+            }
+        }
+        e => Err(std::io::Error::from_raw_os_error(e).to_string()),
+    }
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -266,31 +538,70 @@ fn wait_signal(set: &libc::sigset_t, ms: i64) -> Option<i32> {
     (sig > 0).then_some(sig)
 }
 
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// How long a signalled daemon waits for a lazily detached, still busy
+/// mount to be let go before it closes the store anyway.
+const BUSY_GRACE: Duration = Duration::from_secs(10);
+
 fn foreground(args: &MountArgs) -> Result<(), String> {
+    let ready = take_ready_pipe();
     if !Path::new("/dev/fuse").exists() {
         return Err("/dev/fuse is missing: FUSE is not available on this machine".into());
     }
     let mountpoint = absolute(&args.mountpoint)?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    // Before any thread exists, so that every thread inherits the mask.
     let signals = block_signals();
-    let store = Arc::new(EngineStore::open_tuned(
-        &args.data_dir,
-        args.sync == "always",
-        args.memtable_size.max(64 << 10),
-    )?);
-    detach_stale(&mountpoint)?;
-    match std::fs::metadata(&mountpoint) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(format!(
-                "mount point {} is not a directory",
-                mountpoint.display()
-            ))
+    let parsed = parse_options(&args.options)?;
+    let sync_always = args.sync == "always";
+    let store = Arc::new(open_store(args, sync_always)?);
+    let served = serve(args, &mountpoint, &parsed, &store, &signals, ready);
+    let closed = store.close();
+    served?;
+    closed.map_err(|e| format!("closing the store: {e}"))?;
+    log::info!("store closed cleanly");
+    Ok(())
+}
+
+/// How long to wait for DATA_DIR's lock: a daemon that was just unmounted
+/// may still be flushing its store (`umount` returns before it exits).
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn open_store(args: &MountArgs, sync_always: bool) -> Result<EngineStore, String> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match EngineStore::open_tuned(
+            &args.data_dir,
+            sync_always,
+            args.memtable_size.max(64 << 10),
+        ) {
+            Err(e) if e.contains("locked") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            r => return r,
         }
-        Err(e) => return Err(format!("mount point {}: {e}", mountpoint.display())),
     }
-    let parsed = parse_options(&args.options);
+}
+
+/// Mount, serve until unmounted or signalled, unmount.
+fn serve(
+    args: &MountArgs,
+    mountpoint: &Path,
+    parsed: &Parsed,
+    store: &Arc<EngineStore>,
+    signals: &libc::sigset_t,
+    ready: Option<std::fs::File>,
+) -> Result<(), String> {
+    prepare_mountpoint(mountpoint)?;
     let config = FsConfig {
         sync_always: args.sync == "always",
         writeback_cache: parsed.writeback_cache,
@@ -304,39 +615,80 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
             args.data_dir.display()
         )
     })?;
-    let mut fuse_config = fuser::Config::default();
-    fuse_config.mount_options = parsed.fuse;
-    fuse_config.acl = parsed.acl;
-    fuse_config.n_threads = Some(args.threads.max(1));
-    fuse_config.clone_fd = true;
-    let session = fuser::spawn_mount(fs, &mountpoint, &fuse_config)
-        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let session = start_session(fs, mountpoint, parsed, args.threads)?;
     log::info!(
-        "mounted {} on {} ({} threads, sync {})",
+        "mounted {} on {} ({} threads, sync {}{})",
         args.data_dir.display(),
         mountpoint.display(),
-        args.threads,
-        args.sync
+        args.threads.max(1),
+        args.sync,
+        if parsed.read_only { ", read-only" } else { "" }
     );
+    if let Some(mut pipe) = ready {
+        let _ = std::io::Write::write_all(&mut pipe, b"mounted\n");
+    }
     loop {
-        if let Some(sig) = wait_signal(&signals, 200) {
-            log::info!("signal {sig}: unmounting {}", mountpoint.display());
-            if let Err(e) = session.umount_and_join() {
-                log::warn!("unmount: {e}");
+        if let Some(sig) = wait_signal(signals, 200) {
+            log::info!("{}: unmounting {}", signal_name(sig), mountpoint.display());
+            if let Err(e) = unmount(mountpoint) {
+                log::warn!("unmounting {}: {e}", mountpoint.display());
             }
             break;
         }
         if session.guard.is_finished() {
             log::info!("{} was unmounted", mountpoint.display());
-            if let Err(e) = session.join() {
-                log::warn!("session ended with: {e}");
-            }
             break;
         }
     }
-    store
-        .close()
-        .map_err(|e| format!("closing the store: {e}"))?;
-    log::info!("store closed cleanly");
+    let deadline = Instant::now() + BUSY_GRACE;
+    while !session.guard.is_finished() {
+        if Instant::now() > deadline || wait_signal(signals, 50).is_some() {
+            log::warn!(
+                "{} is still in use; closing the store with the session open \
+                 (later requests fail)",
+                mountpoint.display()
+            );
+            // Dropping the handle detaches the session thread; the process
+            // exits right after the store is closed.
+            drop(session);
+            return Ok(());
+        }
+    }
+    if let Err(e) = session.join() {
+        log::warn!("the FUSE session ended with: {e}");
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_map_to_flags_data_and_config() {
+        let p = parse_options(&["ro,noatime".into(), "allow_root,max_read=65536".into()]).unwrap();
+        assert!(p.read_only);
+        assert_ne!(p.flags & libc::MS_RDONLY, 0);
+        assert_ne!(p.flags & libc::MS_NOATIME, 0);
+        assert_ne!(p.flags & libc::MS_NOSUID, 0);
+        assert_eq!(p.acl, fuser::SessionACL::RootAndOwner);
+        assert_eq!(
+            p.data,
+            ["default_permissions", "max_read=65536", "allow_other"]
+        );
+        assert!(p
+            .fuse
+            .contains(&MountOption::CUSTOM("max_read=65536".into())));
+        let p = parse_options(&["writeback_cache,dev,rw".into()]).unwrap();
+        assert!(p.writeback_cache && !p.read_only);
+        assert_eq!(p.flags & libc::MS_NODEV, 0);
+        assert_eq!(p.acl, fuser::SessionACL::Owner);
+        assert!(parse_options(&["auto_unmount".into()]).is_err());
+        assert!(parse_options(&["fsname=x".into()]).is_err());
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape("/tmp/a\\040b\\134c"), "/tmp/a b\\c");
+    }
 }
