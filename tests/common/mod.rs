@@ -134,13 +134,65 @@ impl Mounted {
         self.start();
     }
 
-    /// kill -9 the daemon (ours only) and mount again over the stale mount point.
-    pub fn kill9_and_remount(&mut self) {
+    /// kill -9 the daemon (ours only), leaving its stale mount behind.
+    pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// kill -9 the daemon (ours only) and mount again over the stale mount point.
+    pub fn kill9_and_remount(&mut self) {
+        self.kill9();
         self.start();
+    }
+
+    /// Daemon arguments for the next `start`.
+    pub fn set_args(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Wait up to `wait` for our daemon to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<i32> {
+        self.signal(0, wait)
+    }
+
+    /// Send `sig` (0: none) to our daemon and wait (up to `wait`) for it to exit;
+    /// returns its exit code, None if it did not exit in time (it is then
+    /// still ours to clean up).
+    pub fn signal(&mut self, sig: i32, wait: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        if sig != 0 {
+            // SAFETY: kill(2) of our own child's pid.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether our mount is listed in mountinfo.
+    pub fn is_mounted(&self) -> bool {
+        mounted(&self.mnt)
+    }
+
+    /// The mountinfo line of our mount.
+    pub fn mountinfo_line(&self) -> Option<String> {
+        let want = self.mnt.to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(want.as_str()))
+            .map(str::to_string)
     }
 
     fn stop(&mut self) {
@@ -191,6 +243,43 @@ pub fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
         Ok(_) => 0,
         Err(e) => e.raw_os_error().unwrap_or(-1),
     }
+}
+
+/// Unmounts a mount point made by a `--daemon` run (which is not our
+/// child) when dropped, even on panic: `umount`, then `umount -l`.
+pub struct UnmountGuard(pub PathBuf);
+
+impl Drop for UnmountGuard {
+    fn drop(&mut self) {
+        if mounted(&self.0) {
+            let ok = Command::new("umount")
+                .arg(&self.0)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
+
+pub fn lsmfs_mounted(mnt: &Path) -> bool {
+    mounted(mnt)
+}
+
+/// Run the lsmfs binary with `args`; (exit code, stdout, stderr).
+pub fn lsmfs(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lsmfs"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lsmfs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn sh(cmd: &str, dir: &Path) -> String {
