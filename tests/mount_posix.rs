@@ -318,3 +318,321 @@ fn concurrent_writers() {
         assert!(chunk.iter().all(|&b| b == want), "chunk {i}");
     }
 }
+
+fn errno_now() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn more_errno_cases() {
+    let m = Mounted::new();
+    fs::write(m.path("file"), b"f").unwrap();
+    fs::create_dir(m.path("dir")).unwrap();
+    fs::create_dir(m.path("full")).unwrap();
+    fs::write(m.path("full/x"), b"").unwrap();
+    // rename between kinds
+    assert_eq!(
+        errno_of(fs::rename(m.path("file"), m.path("dir"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.path("dir"), m.path("file"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.path("nope"), m.path("x"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.path("full"), m.path("full/x/y"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.path("full"), m.path("full/sub"))),
+        libc::EINVAL
+    );
+    // rename onto itself and onto a hard link of itself: no-ops
+    fs::rename(m.path("file"), m.path("file")).unwrap();
+    fs::hard_link(m.path("file"), m.path("alias")).unwrap();
+    fs::rename(m.path("file"), m.path("alias")).unwrap();
+    assert_eq!(fs::read(m.path("file")).unwrap(), b"f");
+    assert_eq!(fs::metadata(m.path("file")).unwrap().nlink(), 2);
+    fs::remove_file(m.path("alias")).unwrap();
+    // directories
+    assert_eq!(errno_of(fs::remove_dir(m.path("file"))), libc::ENOTDIR);
+    assert_eq!(errno_of(fs::remove_dir(m.path("nope"))), libc::ENOENT);
+    assert_eq!(errno_of(fs::remove_dir(m.path("full"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(fs::create_dir(m.path("file/sub"))), libc::ENOTDIR);
+    assert_eq!(errno_of(fs::create_dir(m.path("nope/sub"))), libc::ENOENT);
+    assert_eq!(errno_of(fs::remove_file(m.path("nope"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(fs::OpenOptions::new().write(true).open(m.path("dir"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::hard_link(m.path("dir"), m.path("dirlink"))),
+        libc::EPERM
+    );
+    // names that exist already
+    assert_eq!(
+        errno_of(
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(m.path("file"))
+        ),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("t", m.path("file"))),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno_of(fs::hard_link(m.path("file"), m.path("dir"))),
+        libc::EEXIST
+    );
+    assert_eq!(errno_of(fs::read_link(m.path("file"))), libc::EINVAL);
+    // name length: 255 bytes is fine everywhere, 256 is ENAMETOOLONG everywhere
+    let ok = "k".repeat(255);
+    let long = "l".repeat(256);
+    fs::create_dir(m.path(&ok)).unwrap();
+    assert_eq!(errno_of(fs::create_dir(m.path(&long))), libc::ENAMETOOLONG);
+    assert_eq!(
+        errno_of(fs::rename(m.path("file"), m.path(&long))),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("t", m.path(&long))),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(errno_of(fs::metadata(m.path(&long))), libc::ENAMETOOLONG);
+    // xattr create/replace flags
+    let cf = c(&m.path("file"));
+    let name = CString::new("user.k").unwrap();
+    let set = |v: &[u8], flags: i32| unsafe {
+        libc::setxattr(
+            cf.as_ptr(),
+            name.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            flags,
+        )
+    };
+    assert_eq!(set(b"1", libc::XATTR_REPLACE), -1);
+    assert_eq!(errno_now(), libc::ENODATA);
+    assert_eq!(set(b"1", libc::XATTR_CREATE), 0);
+    assert_eq!(set(b"2", libc::XATTR_CREATE), -1);
+    assert_eq!(errno_now(), libc::EEXIST);
+    assert_eq!(set(b"3", libc::XATTR_REPLACE), 0);
+    let mut buf = [0u8; 8];
+    let n = unsafe {
+        libc::getxattr(
+            cf.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert_eq!(&buf[..n as usize], b"3");
+    // a too-small buffer is ERANGE; a zero-size one asks for the size
+    let n0 = unsafe { libc::getxattr(cf.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(n0, 1);
+}
+
+#[test]
+fn large_directory_lists_every_entry_once_and_rm_rf_empties_it() {
+    let m = Mounted::new();
+    fs::create_dir(m.path("big")).unwrap();
+    let n = 3000;
+    for i in 0..n {
+        fs::write(
+            m.path(&format!("big/entry-with-a-longish-name-{i:05}")),
+            b"",
+        )
+        .unwrap();
+    }
+    let mut names: Vec<String> = fs::read_dir(m.path("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), n);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "no entry twice");
+    assert_eq!(sh("ls -f big | wc -l", &m.mnt).trim(), (n + 2).to_string());
+    assert_eq!(sh("find big -type f | wc -l", &m.mnt).trim(), n.to_string());
+    // remove entries while reading the directory: none may be missed
+    let mut removed = 0;
+    for e in fs::read_dir(m.path("big")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+        removed += 1;
+    }
+    assert_eq!(removed, n);
+    fs::remove_dir(m.path("big")).unwrap();
+    sh(
+        "mkdir -p t/a/b/c && touch t/a/1 t/a/b/2 t/a/b/c/3 && rm -rf t && test ! -e t",
+        &m.mnt,
+    );
+    assert_eq!(fs::read_dir(m.mnt.clone()).unwrap().count(), 0);
+}
+
+#[test]
+fn seek_data_and_hole() {
+    let m = Mounted::new();
+    let p = m.path("holey");
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let mib = 1i64 << 20;
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"tail", 4 * mib as u64).unwrap();
+    let size = 4 * mib + 4;
+    let fd = f.as_raw_fd();
+    let seek = |off: i64, whence: i32| unsafe { libc::lseek(fd, off, whence) };
+    assert_eq!(seek(0, libc::SEEK_DATA), 0);
+    let hole = seek(0, libc::SEEK_HOLE);
+    assert!((4..=4 * mib).contains(&hole), "first hole at {hole}");
+    assert!(
+        hole < 4 * mib,
+        "the 4 MiB gap is reported as a hole ({hole})"
+    );
+    let data = seek(2 * mib, libc::SEEK_DATA);
+    assert!(
+        (2 * mib..=4 * mib).contains(&data),
+        "data after the gap at {data}"
+    );
+    assert_eq!(seek(4 * mib, libc::SEEK_HOLE), size);
+    assert_eq!(seek(size, libc::SEEK_DATA), -1);
+    assert_eq!(errno_now(), libc::ENXIO);
+    assert_eq!(seek(0, libc::SEEK_END), size);
+    // the hole reads as zeros
+    let mut buf = vec![1u8; 4096];
+    f.read_exact_at(&mut buf, 2 * mib as u64).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    // punching a hole (fallocate PUNCH_HOLE|KEEP_SIZE) if supported zeroes the range
+    let r = unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            4 * mib,
+            2,
+        )
+    };
+    if r == 0 {
+        let mut b = [9u8; 4];
+        f.read_exact_at(&mut b, 4 * mib as u64).unwrap();
+        assert_eq!(&b, b"\0\0il");
+        assert_eq!(fs::metadata(&p).unwrap().len(), size as u64);
+    } else {
+        assert_eq!(errno_now(), libc::EOPNOTSUPP);
+    }
+}
+
+#[test]
+fn metadata_of_every_kind_survives_remount() {
+    let mut m = Mounted::new();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/f"), b"content").unwrap();
+    fs::set_permissions(m.path("d/f"), fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let cf = c(&m.path("d/f"));
+    assert_eq!(unsafe { libc::lchown(cf.as_ptr(), 42, 43) }, 0);
+    let mode = fs::metadata(m.path("d/f")).unwrap().mode();
+    assert_eq!(mode & 0o7777, 0o751, "chown clears set-user-ID");
+    fs::set_permissions(m.path("d/f"), fs::Permissions::from_mode(0o4751)).unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: 1_234_567_890,
+            tv_nsec: 123_456_789,
+        },
+        libc::timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 987_654_321,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, cf.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    std::os::unix::fs::symlink("../d/f", m.path("d/sym")).unwrap();
+    let fifo = c(&m.path("d/fifo"));
+    assert_eq!(
+        unsafe { libc::mknod(fifo.as_ptr(), libc::S_IFIFO | 0o600, 0) },
+        0
+    );
+    fs::hard_link(m.path("d/f"), m.path("hard")).unwrap();
+    sh(
+        "setfattr -n user.note -v 'kept' d/f && setfattr -n user.dir -v yes d",
+        &m.mnt,
+    );
+    let snapshot = |m: &Mounted| {
+        sh(
+            "find . -printf '%p %y %m %U %G %s %n %l %T@ %A@\\n' | sort && getfattr -R -d . 2>/dev/null",
+            &m.mnt,
+        )
+    };
+    let before = snapshot(&m);
+    assert!(
+        before.contains("./d/f f 4751 42 43 7 2  1500000000.9876543210 1234567890.1234567890"),
+        "{before}"
+    );
+    m.remount();
+    let after = snapshot(&m);
+    assert_eq!(before, after);
+    assert!(after.contains("user.note=\"kept\"") && after.contains("user.dir=\"yes\""));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(m.path("d/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(fs::read(m.path("d/sym")).unwrap(), b"content");
+}
+
+#[test]
+fn times_follow_writes_and_truncate_by_path() {
+    let m = Mounted::new();
+    let p = m.path("t");
+    fs::write(&p, b"12345678").unwrap();
+    let old = c(&p);
+    let times = [
+        libc::timespec {
+            tv_sec: 1000,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 1000,
+            tv_nsec: 0,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, old.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    let ctime0 = fs::metadata(&p).unwrap().ctime();
+    let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+    f.write_all(b"9").unwrap();
+    drop(f);
+    let md = fs::metadata(&p).unwrap();
+    assert!(md.mtime() > 1000, "write updates mtime");
+    assert!(md.ctime() >= ctime0);
+    // truncate(2) by path, no open handle
+    assert_eq!(unsafe { libc::truncate(old.as_ptr(), 3) }, 0);
+    assert_eq!(fs::read(&p).unwrap(), b"123");
+    sh("truncate -s 6 t", &m.mnt);
+    assert_eq!(fs::read(&p).unwrap(), b"123\0\0\0");
+    // directory mtime changes when an entry is added
+    fs::create_dir(m.path("d")).unwrap();
+    let dc = c(&m.path("d"));
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, dc.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    fs::write(m.path("d/new"), b"").unwrap();
+    assert!(fs::metadata(m.path("d")).unwrap().mtime() > 1000);
+}
