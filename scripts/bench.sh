@@ -112,7 +112,7 @@ lsmfs_mount() {
   local out
   # shellcheck disable=SC2086
   out=$("$BIN" mount "$WORK/lsmfs-data" "$WORK/lsmfs-mnt" --daemon $LSMFS_OPTS)
-  LSMFS_PID=$(sed -n 's/.*(pid \([0-9]*\)).*/\1/p' <<<"$out")
+  LSMFS_PID=$(sed -n 's/.*(pid \([0-9]*\).*/\1/p' <<<"$out")
 }
 lsmfs_umount() {
   umount "$WORK/lsmfs-mnt"
