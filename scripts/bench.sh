@@ -24,7 +24,12 @@ BIN=$REPO/target/release/lsmfs
 mkdir -p "$WORK"
 RESULTS=$WORK/results.txt
 NOTES=$WORK/notes.txt
-: >"$RESULTS"
+# Keep other targets' figures from earlier runs, so that a run of one
+# target (TARGETS=lsmfs after a change) still prints the whole table.
+touch "$RESULTS"
+KEPT=$(awk -v t=" $TARGETS " 'index(t, " " $1 " ") == 0' "$RESULTS")
+printf '%s\n' "$KEPT" | sed '/^$/d' >"$RESULTS"
+KEPT_TARGETS=$(awk '{print $1}' "$RESULTS" | sort -u | tr '\n' ' ')
 : >"$NOTES"
 MNTS=()
 cleanup() {
@@ -204,6 +209,7 @@ awk '{v[$2,$1]=$3; if (!($2 in seen)) {seen[$2]=1; order[n++]=$2}}
   function r(a, b) { return ((a == "" || b == "" || a == "FAIL" || b == "FAIL" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b)) }
   END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"];
     printf "%-18s %9s %9s %9s %13s %12s\n", w, f(p), f(b), f(l), r(l, b), r(l, p)}}' "$RESULTS"
+[ -n "$KEPT_TARGETS" ] && echo "(columns of $KEPT_TARGETS: from an earlier run in $WORK)"
 echo
 cat "$NOTES"
 [ -s "$WORK/lsmfs-stats.txt" ] && echo "engine statistics at the end: $WORK/lsmfs-stats.txt"
