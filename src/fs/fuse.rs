@@ -3,6 +3,11 @@
 //! Kept thin on purpose: every decision about semantics lives in `core`.
 //! What lives here is what only FUSE has: kernel capability negotiation,
 //! TTLs, file and directory handles, and the hidden `.lsmfs-stats` file.
+//!
+//! Caching: we are the only writer, so the kernel may keep names and
+//! attributes for `TTL` (every change goes through it and invalidates what
+//! it touches), cache misses too (negative entries), keep a file's pages
+//! across opens (FOPEN_KEEP_CACHE) and cache symlink targets.
 
 use super::core::{Caller, FsCore, SetAttr, TimeSet};
 use super::inode::{Attr, KIND_BLK, KIND_CHR, KIND_DIR, KIND_FIFO, KIND_SOCK, KIND_SYMLINK};
@@ -150,6 +155,19 @@ impl FuseFs {
         }
     }
 
+    /// A lookup's reply: a miss is cached by the kernel for `TTL` (a
+    /// negative entry is inode 0); our own creates replace it.
+    fn reply_lookup(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
+        if r == Err(libc::ENOENT) {
+            let none = Attr {
+                ino: 0,
+                ..Default::default()
+            };
+            return reply.entry(&TTL, &to_attr(&none), GEN);
+        }
+        self.reply_entry(r, reply)
+    }
+
     fn reply_empty(r: Result<(), i32>, reply: ReplyEmpty) {
         match r {
             Ok(()) => reply.ok(),
@@ -177,6 +195,7 @@ impl fuser::Filesystem for FuseFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_MAX_PAGES
+            | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.config.writeback_cache {
             caps |= InitFlags::FUSE_WRITEBACK_CACHE;
@@ -194,7 +213,7 @@ impl fuser::Filesystem for FuseFs {
             reply.entry(&Duration::ZERO, &self.stats_attr(), GEN);
             return;
         }
-        self.reply_entry(self.core.lookup(parent.0, name.as_bytes()), reply);
+        self.reply_lookup(self.core.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -226,6 +245,9 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if ino.0 == STATS_INO {
+            return reply.error(Errno::EPERM);
+        }
         let s = SetAttr {
             mode,
             uid,
@@ -345,8 +367,11 @@ impl fuser::Filesystem for FuseFs {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if ino.0 == STATS_INO {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+                return reply.error(Errno::EACCES);
+            }
             let fh = self.fh();
             let text = Arc::new(self.stats_text());
             self.stats
@@ -358,10 +383,10 @@ impl fuser::Filesystem for FuseFs {
         }
         match self.core.getattr(ino.0) {
             Ok(a) if a.is_dir() => reply.error(Errno::EISDIR),
-            Ok(_) => {
-                self.core.open_file(ino.0);
-                reply.opened(FileHandle(self.fh()), FopenFlags::empty());
-            }
+            Ok(_) => match self.core.open_file(ino.0) {
+                Ok(_) => reply.opened(FileHandle(self.fh()), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(errno(e)),
+            },
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -403,13 +428,19 @@ impl fuser::Filesystem for FuseFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        if ino.0 == STATS_INO {
+            return reply.error(Errno::EBADF);
+        }
+        // With the writeback cache the kernel places appends itself.
         let append = flags.0 & libc::O_APPEND != 0 && !self.config.writeback_cache;
-        match self.core.write(caller(req), ino.0, offset, data, append) {
+        let c = caller(req);
+        let kill = c.uid != 0 || write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match self.core.write_ext(c, ino.0, offset, data, append, kill) {
             Ok(_) => reply.written(data.len() as u32),
             Err(e) => reply.error(errno(e)),
         }
@@ -460,7 +491,10 @@ impl fuser::Filesystem for FuseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.core.getattr(ino.0) {
-            Ok(a) if a.is_dir() => reply.opened(FileHandle(self.fh()), FopenFlags::empty()),
+            Ok(a) if a.is_dir() => match self.core.open_file(ino.0) {
+                Ok(_) => reply.opened(FileHandle(self.fh()), FopenFlags::empty()),
+                Err(e) => reply.error(errno(e)),
+            },
             Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(errno(e)),
         }
@@ -552,7 +586,7 @@ impl fuser::Filesystem for FuseFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
@@ -561,7 +595,7 @@ impl fuser::Filesystem for FuseFs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&fh.0);
-        reply.ok();
+        Self::reply_empty(self.core.release_file(ino.0), reply);
     }
 
     fn fsyncdir(
@@ -618,6 +652,9 @@ impl fuser::Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if ino.0 == STATS_INO {
+            return reply.error(Errno::EPERM);
+        }
         Self::reply_empty(
             self.core
                 .setxattr(caller(req), ino.0, name.as_bytes(), value, flags),
@@ -626,6 +663,9 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if ino.0 == STATS_INO {
+            return reply.error(Errno::ENODATA);
+        }
         match self.core.getxattr(ino.0, name.as_bytes()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -635,7 +675,12 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.core.listxattr(ino.0) {
+        let r = if ino.0 == STATS_INO {
+            Ok(Vec::new())
+        } else {
+            self.core.listxattr(ino.0)
+        };
+        match r {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -674,16 +719,16 @@ impl fuser::Filesystem for FuseFs {
             .core
             .mknod(caller(req), parent.0, name.as_bytes(), mode, 0, None)
         {
-            Ok(a) => {
-                self.core.open_file(a.ino);
-                reply.created(
+            Ok(a) => match self.core.open_file(a.ino) {
+                Ok(_) => reply.created(
                     &TTL,
                     &to_attr(&a),
                     GEN,
                     FileHandle(self.fh()),
-                    FopenFlags::empty(),
-                );
-            }
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                ),
+                Err(e) => reply.error(errno(e)),
+            },
             Err(e) => reply.error(errno(e)),
         }
     }

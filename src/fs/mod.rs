@@ -4,7 +4,11 @@
 //! | --- | --- |
 //! | `schema` | the keys (the on-disk layout of the tree) |
 //! | `inode` | the inode record codec |
-//! | `core` | every operation as a plain function over the store (no kernel needed) |
+//! | `core` | `FsCore`: opening, recovery, locking, inode allocation, commits |
+//! | `cache` | the bounded write-through cache of inode records |
+//! | `namespace` | entries: lookup, create, link, unlink, rmdir, rename, readdir |
+//! | `data` | contents and attributes: read, write, setattr, fallocate, lseek |
+//! | `xattr` | extended attributes |
 //! | `fuse` | the thin `fuser::Filesystem` translation |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
 //! | `mount` | the `lsmfs mount` command |
@@ -13,12 +17,16 @@
 //! stored, not listed by readdir) whose contents are the engine's live
 //! statistics: `cat MOUNTPOINT/.lsmfs-stats` or `lsmfs stats MOUNTPOINT`.
 
+mod cache;
 pub mod core;
+pub mod data;
 pub mod fsck;
 pub mod fuse;
 pub mod inode;
 pub mod mount;
+pub mod namespace;
 pub mod schema;
+pub mod xattr;
 
 pub use self::fuse::FuseFs;
 use std::path::PathBuf;

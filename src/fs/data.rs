@@ -1,0 +1,902 @@
+//! File contents and attributes: read, write, setattr (chmod, chown,
+//! utimens, truncate), fallocate, lseek(SEEK_DATA/SEEK_HOLE).
+//!
+//! A file of up to `INLINE_MAX` bytes keeps its data in its inode record
+//! (one key per small file). A bigger file lives in `CHUNK_SIZE` chunks
+//! `C ino index`; a missing chunk, or the part past a short chunk's end,
+//! reads as zeros, so sparse files cost nothing for their holes, and the
+//! chunk index (u64) allows files far beyond any disk. A write that covers
+//! part of a chunk rewrites that chunk. Bytes past the end of file are
+//! never kept: a truncate down cuts the last chunk and deletes the rest, so
+//! a later extension reads zeros there.
+
+use super::core::MAX_INLINE_DELETES;
+use super::core::{chunk_range_end, chunks_for, io_errno, now_ns, Caller, FsCore, FsResult};
+use super::inode::{Attr, INLINE_MAX, KIND_FILE};
+use super::schema::*;
+use crate::store::Batch;
+use std::collections::HashMap;
+
+/// Largest file size (what `write` and `truncate` accept): 2^50 bytes.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
+/// What a setattr does with one timestamp.
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSet {
+    Now,
+    At(i64),
+}
+
+/// Changes requested by setattr.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+/// Clear setuid, and setgid if group-executable (without group-exec the
+/// bit means mandatory locking and stays), as the kernel does.
+fn kill_suid_sgid(a: &mut Attr) {
+    a.mode &= !libc::S_ISUID;
+    if a.mode & libc::S_IXGRP != 0 {
+        a.mode &= !libc::S_ISGID;
+    }
+}
+
+impl FsCore {
+    pub fn setattr(&self, c: Caller, ino: u64, s: SetAttr) -> FsResult<Attr> {
+        self.writable()?;
+        let _g = self.lock_inodes(&[ino]);
+        let mut a = self.getattr(ino)?;
+        let t = now_ns();
+        let owner = c.uid == 0 || c.uid == a.uid;
+        let mut b = Batch::new();
+        let mut reclaim = false;
+        if let Some(m) = s.mode {
+            if !owner {
+                return Err(libc::EPERM);
+            }
+            a.mode = (a.mode & libc::S_IFMT) | (m & 0o7777);
+        }
+        if s.uid.is_some() || s.gid.is_some() {
+            if let Some(u) = s.uid {
+                if u != a.uid && c.uid != 0 {
+                    return Err(libc::EPERM);
+                }
+                a.uid = u;
+            }
+            if let Some(g) = s.gid {
+                if g != a.gid && !owner {
+                    return Err(libc::EPERM);
+                }
+                a.gid = g;
+            }
+            // chown of anything but a directory drops setuid/setgid, even
+            // by root (the kernel leaves this to us: HANDLE_KILLPRIV_V2).
+            if !a.is_dir() {
+                kill_suid_sgid(&mut a);
+            }
+        }
+        for (req, is_atime) in [(s.atime, true), (s.mtime, false)] {
+            let Some(ts) = req else { continue };
+            let v = match ts {
+                TimeSet::Now => t,
+                TimeSet::At(v) if owner => v,
+                TimeSet::At(_) => return Err(libc::EPERM),
+            };
+            if is_atime {
+                a.atime = v;
+            } else {
+                a.mtime = v;
+            }
+        }
+        if let Some(size) = s.size {
+            if a.is_dir() {
+                return Err(libc::EISDIR);
+            }
+            if a.kind != KIND_FILE {
+                return Err(libc::EINVAL);
+            }
+            if size > MAX_FILE_SIZE {
+                return Err(libc::EFBIG);
+            }
+            reclaim = self.truncate_into(&mut a, size, &mut b)?;
+            a.mtime = t;
+            if c.uid != 0 {
+                kill_suid_sgid(&mut a);
+            }
+        }
+        a.ctime = t;
+        Self::put_attr(&mut b, &a);
+        self.commit(b)?;
+        if reclaim {
+            // Still holding the file's lock: no write may land beyond the
+            // new end before the old chunks there are gone.
+            self.reclaim(ino)?;
+        }
+        Ok(a)
+    }
+
+    /// Set the size in `a` and add the chunk changes to `b`. Returns true
+    /// if more chunks must go than fit in `b` (then an `O` key is added and
+    /// the caller reclaims after committing, still holding the lock).
+    pub(super) fn truncate_into(&self, a: &mut Attr, size: u64, b: &mut Batch) -> FsResult<bool> {
+        if let Some(data) = a.inline.as_mut() {
+            if size as usize <= INLINE_MAX {
+                data.resize(size as usize, 0);
+                a.size = size;
+                return Ok(false);
+            }
+            let data = std::mem::take(data);
+            a.inline = None;
+            if !data.is_empty() {
+                b.put(chunk_key(a.ino, 0), data);
+            }
+            a.size = size;
+            return Ok(false);
+        }
+        let old = a.size;
+        a.size = size;
+        if size >= old {
+            return Ok(false);
+        }
+        let keep = chunks_for(size);
+        if !size.is_multiple_of(CHUNK_SIZE) {
+            let idx = size / CHUNK_SIZE;
+            if let Some(mut c) = self.store.get(&chunk_key(a.ino, idx)).map_err(io_errno)? {
+                let cut = (size % CHUNK_SIZE) as usize;
+                if c.len() > cut {
+                    c.truncate(cut);
+                    b.put(chunk_key(a.ino, idx), c);
+                }
+            }
+        }
+        let doomed = self
+            .store
+            .scan(
+                &chunk_key(a.ino, keep),
+                &chunk_range_end(a.ino),
+                MAX_INLINE_DELETES + 1,
+            )
+            .map_err(io_errno)?;
+        if doomed.len() > MAX_INLINE_DELETES {
+            b.put(orphan_key(a.ino), Vec::new());
+            return Ok(true);
+        }
+        for (k, _) in doomed {
+            b.delete(k);
+        }
+        Ok(false)
+    }
+
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let a = self.getattr(ino)?;
+        if a.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if offset >= a.size || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = a.size.min(offset.saturating_add(size as u64));
+        if let Some(d) = &a.inline {
+            return Ok(d
+                .get(offset as usize..end as usize)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        let first = offset / CHUNK_SIZE;
+        let last = (end - 1) / CHUNK_SIZE;
+        // A point get (bloom filter, one block) is far cheaper than a merged
+        // range scan, so reads of a few chunks use gets.
+        let chunks = if last - first < 4 {
+            let mut v = Vec::new();
+            for idx in first..=last {
+                let k = chunk_key(ino, idx);
+                if let Some(c) = self.store.get(&k).map_err(io_errno)? {
+                    v.push((k, c));
+                }
+            }
+            v
+        } else {
+            self.store
+                .scan(
+                    &chunk_key(ino, first),
+                    &chunk_key(ino, last + 1),
+                    (last - first + 1) as usize,
+                )
+                .map_err(io_errno)?
+        };
+        for (k, v) in chunks {
+            let Some(Key::Chunk(_, idx)) = parse_key(&k) else {
+                continue;
+            };
+            let cstart = idx * CHUNK_SIZE;
+            let from = offset.max(cstart);
+            let to = end.min(cstart + (v.len() as u64).min(CHUNK_SIZE));
+            if from < to {
+                let src = &v[(from - cstart) as usize..(to - cstart) as usize];
+                let dst = (from - offset) as usize;
+                out[dst..dst + src.len()].copy_from_slice(src);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write `data` at `offset` (or at the end with `append`). A non-root
+    /// caller's write clears setuid/setgid.
+    pub fn write(
+        &self,
+        c: Caller,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+    ) -> FsResult<Attr> {
+        self.write_ext(c, ino, offset, data, append, c.uid != 0)
+    }
+
+    /// `write`, with the kernel saying whether to clear setuid/setgid
+    /// (FUSE_WRITE_KILL_SUIDGID).
+    pub fn write_ext(
+        &self,
+        _c: Caller,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+        kill_priv: bool,
+    ) -> FsResult<Attr> {
+        self.writable()?;
+        let _g = self.lock_inodes(&[ino]);
+        let mut a = self.getattr(ino)?;
+        if a.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if a.kind != KIND_FILE {
+            return Err(libc::EINVAL);
+        }
+        let offset = if append { a.size } else { offset };
+        let end = offset.checked_add(data.len() as u64).ok_or(libc::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(libc::EFBIG);
+        }
+        let mut b = Batch::new();
+        // Chunks already built in this write (the old inline data).
+        let mut pending: HashMap<u64, Vec<u8>> = HashMap::new();
+        if let Some(buf) = a.inline.as_mut() {
+            if end as usize <= INLINE_MAX {
+                if buf.len() < end as usize {
+                    buf.resize(end as usize, 0);
+                }
+                buf[offset as usize..end as usize].copy_from_slice(data);
+                a.size = buf.len() as u64;
+            } else {
+                let old = std::mem::take(buf);
+                a.inline = None;
+                if !old.is_empty() {
+                    pending.insert(0, old);
+                }
+            }
+        }
+        if a.inline.is_none() && !data.is_empty() {
+            let first = offset / CHUNK_SIZE;
+            let last = (end - 1) / CHUNK_SIZE;
+            for idx in first..=last {
+                let cstart = idx * CHUNK_SIZE;
+                let from = offset.max(cstart);
+                let to = end.min(cstart + CHUNK_SIZE);
+                let src = &data[(from - offset) as usize..(to - offset) as usize];
+                let within = (from - cstart) as usize;
+                let chunk = if within == 0 && src.len() as u64 == CHUNK_SIZE {
+                    pending.remove(&idx);
+                    src.to_vec()
+                } else {
+                    let mut cur = match pending.remove(&idx) {
+                        Some(c) => c,
+                        None => self
+                            .store
+                            .get(&chunk_key(ino, idx))
+                            .map_err(io_errno)?
+                            .unwrap_or_default(),
+                    };
+                    // Never resurrect bytes past the old end of file.
+                    let valid = a.size.saturating_sub(cstart).min(CHUNK_SIZE) as usize;
+                    cur.truncate(valid);
+                    if cur.len() < within + src.len() {
+                        cur.resize(within + src.len(), 0);
+                    }
+                    cur[within..within + src.len()].copy_from_slice(src);
+                    cur
+                };
+                b.put(chunk_key(ino, idx), chunk);
+            }
+        }
+        for (idx, c) in pending {
+            b.put(chunk_key(ino, idx), c);
+        }
+        a.size = a.size.max(end);
+        let t = now_ns();
+        a.mtime = t;
+        a.ctime = t;
+        if kill_priv && a.mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            kill_suid_sgid(&mut a);
+        }
+        Self::put_attr(&mut b, &a);
+        self.commit(b)?;
+        Ok(a)
+    }
+
+    /// fallocate(2). Mode 0 extends the size (holes read as zeros, so no
+    /// data is written: space is not reserved, the store has no notion of
+    /// it); KEEP_SIZE alone changes nothing; PUNCH_HOLE (with KEEP_SIZE)
+    /// and ZERO_RANGE zero the range, deleting the chunks it covers whole.
+    /// A punch over more chunks than fit in one batch is applied in several
+    /// (each leaves some of the range zeroed: a crash can show it partly
+    /// done). Other modes: EOPNOTSUPP.
+    pub fn fallocate(&self, ino: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 || (punch && (zero || !keep)) {
+            return Err(libc::EOPNOTSUPP);
+        }
+        if length == 0 {
+            return Err(libc::EINVAL);
+        }
+        self.writable()?;
+        let _g = self.lock_inodes(&[ino]);
+        let mut a = self.getattr(ino)?;
+        if a.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        if a.kind != KIND_FILE {
+            return Err(libc::ENODEV);
+        }
+        let end = offset.checked_add(length).ok_or(libc::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(libc::EFBIG);
+        }
+        let t = now_ns();
+        let mut b = Batch::new();
+        if punch || zero {
+            let to = end.min(a.size);
+            self.zero_range(&mut a, offset, to, &mut b)?;
+            a.mtime = t;
+        }
+        if !keep && end > a.size {
+            self.truncate_into(&mut a, end, &mut b)?;
+            a.mtime = t;
+        } else if !punch && !zero {
+            return Ok(());
+        }
+        a.ctime = t;
+        Self::put_attr(&mut b, &a);
+        self.commit(b)
+    }
+
+    /// Zero `[from, to)` (within the file): edit inline data or partial
+    /// chunks into `b`; delete whole chunks (in extra batches if many).
+    fn zero_range(&self, a: &mut Attr, from: u64, to: u64, b: &mut Batch) -> FsResult<()> {
+        if from >= to {
+            return Ok(());
+        }
+        if let Some(d) = a.inline.as_mut() {
+            d[from as usize..to as usize].fill(0);
+            return Ok(());
+        }
+        let (first, last) = (from / CHUNK_SIZE, (to - 1) / CHUNK_SIZE);
+        // Partial chunks at either end: zero their part.
+        let ends = if first == last {
+            vec![first]
+        } else {
+            vec![first, last]
+        };
+        for idx in ends {
+            let cstart = idx * CHUNK_SIZE;
+            let (zs, ze) = (
+                from.max(cstart) - cstart,
+                to.min(cstart + CHUNK_SIZE) - cstart,
+            );
+            if zs == 0 && ze == CHUNK_SIZE {
+                continue;
+            }
+            if let Some(mut c) = self.store.get(&chunk_key(a.ino, idx)).map_err(io_errno)? {
+                let e = (ze as usize).min(c.len());
+                if (zs as usize) < e {
+                    c[zs as usize..e].fill(0);
+                    b.put(chunk_key(a.ino, idx), c);
+                }
+            }
+        }
+        // Whole chunks: delete what exists.
+        let whole_first = from.div_ceil(CHUNK_SIZE);
+        let whole_end = to / CHUNK_SIZE;
+        let mut start = chunk_key(a.ino, whole_first);
+        let end = chunk_key(a.ino, whole_end);
+        loop {
+            let keys = self
+                .store
+                .scan(&start, &end, MAX_INLINE_DELETES + 1)
+                .map_err(io_errno)?;
+            if keys.len() <= MAX_INLINE_DELETES {
+                for (k, _) in keys {
+                    b.delete(k);
+                }
+                return Ok(());
+            }
+            let mut extra = Batch::new();
+            for (k, _) in &keys[..MAX_INLINE_DELETES] {
+                extra.delete(k.clone());
+            }
+            self.commit(extra)?;
+            start = keys[MAX_INLINE_DELETES].0.clone();
+        }
+    }
+
+    /// lseek SEEK_DATA / SEEK_HOLE, at chunk granularity (a chunk present
+    /// is data, even where it holds zeros). Other whence values are the
+    /// kernel's business: EINVAL.
+    pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> FsResult<i64> {
+        let a = self.getattr(ino)?;
+        if offset < 0 {
+            return Err(libc::ENXIO);
+        }
+        let off = offset as u64;
+        match whence {
+            libc::SEEK_DATA | libc::SEEK_HOLE => {}
+            libc::SEEK_SET => return Ok(offset),
+            libc::SEEK_END => return Ok((a.size as i64).saturating_add(offset)),
+            _ => return Err(libc::EINVAL),
+        }
+        if off >= a.size {
+            return Err(libc::ENXIO);
+        }
+        if a.inline.is_some() {
+            return Ok(if whence == libc::SEEK_DATA {
+                offset
+            } else {
+                a.size as i64
+            });
+        }
+        let last = (a.size - 1) / CHUNK_SIZE;
+        let mut idx = off / CHUNK_SIZE;
+        const PAGE: usize = 1024;
+        loop {
+            let page = self
+                .store
+                .scan(&chunk_key(ino, idx), &chunk_key(ino, last + 1), PAGE)
+                .map_err(io_errno)?;
+            let found = page.iter().filter_map(|(k, _)| match parse_key(k) {
+                Some(Key::Chunk(_, i)) => Some(i),
+                _ => None,
+            });
+            if whence == libc::SEEK_DATA {
+                return match found.min() {
+                    Some(i) => Ok(off.max(i * CHUNK_SIZE) as i64),
+                    None => Err(libc::ENXIO),
+                };
+            }
+            // SEEK_HOLE: the first index at or after `idx` with no chunk.
+            for i in found {
+                if i != idx {
+                    break;
+                }
+                idx += 1;
+            }
+            if idx > last {
+                return Ok(a.size as i64);
+            }
+            if page.len() < PAGE || chunk_key(ino, idx) <= page[page.len() - 1].0 {
+                return Ok(off.max(idx * CHUNK_SIZE) as i64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::core::testutil::*;
+    use super::*;
+    use crate::store::Store;
+
+    const CS: usize = CHUNK_SIZE as usize;
+
+    fn size(s: u64) -> SetAttr {
+        SetAttr {
+            size: Some(s),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inline_then_chunks_with_holes() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        f.write(U, a.ino, 0, b"hello", false).unwrap();
+        let at = f.getattr(a.ino).unwrap();
+        assert_eq!(at.inline.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]),
+            0,
+            "one key per small file"
+        );
+        f.write(U, a.ino, 0, b"!", true).unwrap();
+        assert_eq!(f.read(a.ino, 0, 100).unwrap(), b"hello!");
+        assert_eq!(f.read(a.ino, 3, 2).unwrap(), b"lo");
+        assert_eq!(f.read(a.ino, 6, 10).unwrap(), b"", "at EOF");
+        assert_eq!(f.read(a.ino, 1 << 40, 10).unwrap(), b"", "far past EOF");
+        // Grow past the inline limit, across chunk boundaries, with a hole.
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        f.write(U, a.ino, 100_000, &big, false).unwrap();
+        let at = f.getattr(a.ino).unwrap();
+        assert!(at.inline.is_none());
+        assert_eq!(at.size, 300_000);
+        let all = f.read(a.ino, 0, 400_000).unwrap();
+        assert_eq!(all.len(), 300_000);
+        assert_eq!(&all[..6], b"hello!");
+        assert!(all[6..100_000].iter().all(|&b| b == 0));
+        assert_eq!(&all[100_000..], &big[..]);
+        // Reads starting mid-chunk, spanning chunks.
+        assert_eq!(f.read(a.ino, 100_000 + 5, 70_000).unwrap(), &big[5..70_005]);
+        // An inline file overwritten from 0 by whole chunks (found by crash-loop).
+        let g = f.create(U, ROOT_INO, b"g", 0o644).unwrap();
+        f.write(U, g.ino, 0, b"x", false).unwrap();
+        f.write(U, g.ino, 0, &big, false).unwrap();
+        assert_eq!(f.read(g.ino, 0, 300_000).unwrap(), big);
+    }
+
+    #[test]
+    fn sparse_file_of_many_gib() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"sparse", 0o644).unwrap();
+        let far = 5u64 << 30;
+        f.write(U, a.ino, far, b"tail", false).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().size, far + 4);
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 1);
+        assert_eq!(f.read(a.ino, far - 2, 10).unwrap(), b"\0\0tail");
+        assert_eq!(f.read(a.ino, 1 << 30, 8).unwrap(), vec![0; 8]);
+        assert_eq!(
+            f.lseek(a.ino, 0, libc::SEEK_DATA).unwrap(),
+            (far / CHUNK_SIZE * CHUNK_SIZE) as i64
+        );
+        assert_eq!(f.lseek(a.ino, 0, libc::SEEK_HOLE).unwrap(), 0);
+        assert_eq!(
+            f.lseek(a.ino, far as i64, libc::SEEK_HOLE).unwrap(),
+            (far + 4) as i64
+        );
+        assert_eq!(
+            f.lseek(a.ino, (far + 4) as i64, libc::SEEK_DATA)
+                .unwrap_err(),
+            libc::ENXIO
+        );
+        f.setattr(U, a.ino, size(0)).unwrap();
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 0);
+        assert_eq!(
+            f.write(U, a.ino, MAX_FILE_SIZE, b"x", false).unwrap_err(),
+            libc::EFBIG
+        );
+        assert_eq!(
+            f.write(U, a.ino, u64::MAX, b"x", false).unwrap_err(),
+            libc::EFBIG
+        );
+    }
+
+    #[test]
+    fn seek_hole_walks_many_chunks() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"dense", 0o644).unwrap();
+        let n = 1500u64;
+        for i in 0..n {
+            f.write(U, a.ino, i * CHUNK_SIZE, &vec![1u8; CS], false)
+                .unwrap();
+        }
+        f.write(U, a.ino, (n + 3) * CHUNK_SIZE, b"z", false)
+            .unwrap();
+        assert_eq!(
+            f.lseek(a.ino, 5, libc::SEEK_HOLE).unwrap(),
+            (n * CHUNK_SIZE) as i64
+        );
+        assert_eq!(
+            f.lseek(a.ino, (n * CHUNK_SIZE) as i64, libc::SEEK_DATA)
+                .unwrap(),
+            ((n + 3) * CHUNK_SIZE) as i64
+        );
+        assert_eq!(f.lseek(a.ino, 7, libc::SEEK_DATA).unwrap(), 7);
+    }
+
+    #[test]
+    fn truncate_down_and_up_across_chunks() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let data: Vec<u8> = (0..5 * CS as u32).map(|i| (i % 253) as u8 + 1).collect();
+        f.write(U, a.ino, 0, &data, false).unwrap();
+        // Down to mid-chunk 2: chunks 3, 4 go; chunk 2 is cut.
+        let cut = 2 * CS + 100;
+        f.setattr(U, a.ino, size(cut as u64)).unwrap();
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 3);
+        assert_eq!(store.get(&chunk_key(a.ino, 2)).unwrap().unwrap().len(), 100);
+        // Up again: the cut part reads zeros, not the old bytes.
+        f.setattr(U, a.ino, size(4 * CS as u64)).unwrap();
+        let all = f.read(a.ino, 0, 10 * CS as u32).unwrap();
+        assert_eq!(all.len(), 4 * CS);
+        assert_eq!(&all[..cut], &data[..cut]);
+        assert!(all[cut..].iter().all(|&b| b == 0));
+        // A write beyond the cut inside the cut chunk keeps the zeros between.
+        f.setattr(U, a.ino, size(cut as u64)).unwrap();
+        f.write(U, a.ino, cut as u64 + 50, b"ab", false).unwrap();
+        let tail = f.read(a.ino, cut as u64 - 2, 100).unwrap();
+        assert_eq!(tail.len(), 54);
+        assert_eq!(&tail[..2], &data[cut - 2..cut]);
+        assert!(tail[2..52].iter().all(|&b| b == 0));
+        assert_eq!(&tail[52..], b"ab");
+        // Down to a chunk boundary, then to inline size: the file stays chunked.
+        f.setattr(U, a.ino, size(CS as u64)).unwrap();
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 1);
+        f.setattr(U, a.ino, size(10)).unwrap();
+        assert_eq!(f.read(a.ino, 0, 100).unwrap(), &data[..10]);
+        // Inline files truncate in place and grow into chunks.
+        let b = f.create(U, ROOT_INO, b"g", 0o644).unwrap();
+        f.write(U, b.ino, 0, b"0123456789", false).unwrap();
+        f.setattr(U, b.ino, size(4)).unwrap();
+        f.setattr(U, b.ino, size(8)).unwrap();
+        assert_eq!(f.read(b.ino, 0, 100).unwrap(), b"0123\0\0\0\0");
+        f.setattr(U, b.ino, size(100_000)).unwrap();
+        let r = f.read(b.ino, 0, 200_000).unwrap();
+        assert_eq!(r.len(), 100_000);
+        assert_eq!(&r[..8], b"0123\0\0\0\0");
+        assert!(r[8..].iter().all(|&b| b == 0));
+        let dir = f.mkdir(U, ROOT_INO, b"d", 0o755).unwrap();
+        assert_eq!(f.setattr(U, dir.ino, size(0)).unwrap_err(), libc::EISDIR);
+    }
+
+    #[test]
+    fn big_truncate_goes_through_an_orphan_key() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let n = MAX_INLINE_DELETES as u64 + 50;
+        for i in 0..n {
+            f.write(U, a.ino, i * CHUNK_SIZE, &[9u8; 10], false)
+                .unwrap();
+        }
+        f.setattr(U, a.ino, size(CHUNK_SIZE + 5)).unwrap();
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 2);
+        assert_eq!(keys_with_prefix(&store, b"O"), 0);
+        f.setattr(U, a.ino, size(n * CHUNK_SIZE)).unwrap();
+        assert_eq!(f.read(a.ino, 2 * CHUNK_SIZE, 100).unwrap(), vec![0u8; 100]);
+    }
+
+    #[test]
+    fn append_and_overwrite() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"log", 0o644).unwrap();
+        let mut model = Vec::new();
+        for i in 0..40u32 {
+            let rec = vec![i as u8; 1000 + i as usize * 37];
+            f.write(U, a.ino, 0, &rec, true).unwrap();
+            model.extend_from_slice(&rec);
+        }
+        assert_eq!(f.getattr(a.ino).unwrap().size, model.len() as u64);
+        // An unaligned overwrite spanning three chunks.
+        let patch = vec![0xEEu8; 2 * CS + 10];
+        f.write(U, a.ino, CS as u64 - 5, &patch, false).unwrap();
+        model[CS - 5..CS - 5 + patch.len()].copy_from_slice(&patch);
+        assert_eq!(f.read(a.ino, 0, 1 << 20).unwrap(), model);
+        let d = f.mkdir(U, ROOT_INO, b"d", 0o755).unwrap();
+        assert_eq!(f.write(U, d.ino, 0, b"x", false).unwrap_err(), libc::EISDIR);
+        assert_eq!(f.read(d.ino, 0, 1).unwrap_err(), libc::EISDIR);
+    }
+
+    #[test]
+    fn mtime_and_ctime_on_write_and_truncate() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let w = f.write(U, a.ino, 0, b"x", false).unwrap();
+        assert!(w.mtime > a.mtime && w.ctime > a.ctime);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let t = f.setattr(U, a.ino, size(0)).unwrap();
+        assert!(t.mtime > w.mtime && t.ctime > w.ctime);
+    }
+
+    #[test]
+    fn setattr_mode_owner_times() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        let chmod = SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        assert_eq!(f.setattr(OTHER, a.ino, chmod).unwrap_err(), libc::EPERM);
+        assert_eq!(
+            f.setattr(U, a.ino, chmod).unwrap().mode,
+            libc::S_IFREG | 0o600
+        );
+        let chown = SetAttr {
+            uid: Some(OTHER.uid),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.setattr(U, a.ino, chown).unwrap_err(),
+            libc::EPERM,
+            "only root gives files away"
+        );
+        assert_eq!(
+            f.setattr(Caller::ROOT, a.ino, chown).unwrap().uid,
+            OTHER.uid
+        );
+        let chgrp = SetAttr {
+            gid: Some(77),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.setattr(U, a.ino, chgrp).unwrap_err(),
+            libc::EPERM,
+            "not the owner any more"
+        );
+        assert_eq!(f.setattr(OTHER, a.ino, chgrp).unwrap().gid, 77);
+        let at = SetAttr {
+            atime: Some(TimeSet::At(5_000_000_000)),
+            mtime: Some(TimeSet::At(-7)),
+            ..Default::default()
+        };
+        assert_eq!(f.setattr(U, a.ino, at).unwrap_err(), libc::EPERM);
+        let r = f.setattr(OTHER, a.ino, at).unwrap();
+        assert_eq!((r.atime, r.mtime), (5_000_000_000, -7));
+        let now = SetAttr {
+            mtime: Some(TimeSet::Now),
+            ..Default::default()
+        };
+        let r = f.setattr(U, a.ino, now).unwrap();
+        assert!(r.mtime > 0);
+        assert_eq!(r.atime, 5_000_000_000, "an omitted time stays");
+        assert!(r.ctime >= r.mtime);
+    }
+
+    #[test]
+    fn setuid_and_setgid_are_dropped() {
+        let (_, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        let m = |mode| SetAttr {
+            mode: Some(mode),
+            ..Default::default()
+        };
+        f.setattr(U, a.ino, m(0o6755)).unwrap();
+        let w = f.write(U, a.ino, 0, b"x", false).unwrap();
+        assert_eq!(w.mode & 0o7777, 0o755, "a write by non-root drops both");
+        f.setattr(U, a.ino, m(0o6755)).unwrap();
+        let w = f.write(Caller::ROOT, a.ino, 0, b"x", false).unwrap();
+        assert_eq!(w.mode & 0o7777, 0o6755, "root's write keeps them");
+        let t = f.setattr(U, a.ino, size(0)).unwrap();
+        assert_eq!(t.mode & 0o7777, 0o755, "so does truncate");
+        // Setgid without group-exec (mandatory locking) stays.
+        f.setattr(U, a.ino, m(0o2644)).unwrap();
+        let w = f.write(U, a.ino, 0, b"x", false).unwrap();
+        assert_eq!(w.mode & 0o7777, 0o2644);
+        // chown drops setuid even by root.
+        f.setattr(U, a.ino, m(0o4755)).unwrap();
+        let chown = SetAttr {
+            uid: Some(U.uid),
+            gid: Some(U.gid),
+            ..Default::default()
+        };
+        let r = f.setattr(Caller::ROOT, a.ino, chown).unwrap();
+        assert_eq!(r.mode & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn fallocate_modes() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        f.fallocate(a.ino, 0, 100, 0).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().size, 100);
+        f.fallocate(a.ino, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)
+            .unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().size, 100);
+        f.fallocate(a.ino, 50, 1 << 20, 0).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap().size, 50 + (1 << 20));
+        f.fallocate(a.ino, 10, 10, 0).unwrap();
+        assert_eq!(
+            f.getattr(a.ino).unwrap().size,
+            50 + (1 << 20),
+            "never shrinks"
+        );
+        assert_eq!(f.fallocate(a.ino, 0, 0, 0).unwrap_err(), libc::EINVAL);
+        assert_eq!(
+            f.fallocate(a.ino, 0, 10, libc::FALLOC_FL_PUNCH_HOLE)
+                .unwrap_err(),
+            libc::EOPNOTSUPP
+        );
+        assert_eq!(
+            f.fallocate(a.ino, 0, 10, 0x100).unwrap_err(),
+            libc::EOPNOTSUPP
+        );
+        // Punch a hole through data spanning chunks.
+        let b = f.create(U, ROOT_INO, b"b", 0o644).unwrap();
+        f.write(U, b.ino, 0, &vec![7u8; 4 * CS], false).unwrap();
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        f.fallocate(b.ino, CS as u64 - 10, 2 * CHUNK_SIZE + 20, punch)
+            .unwrap();
+        assert_eq!(
+            keys_with_prefix(&store, &chunk_key(b.ino, 0)[..9]),
+            2,
+            "chunks 1, 2 deleted"
+        );
+        let r = f.read(b.ino, 0, 1 << 20).unwrap();
+        assert_eq!(r.len(), 4 * CS);
+        assert!(r[..CS - 10].iter().all(|&x| x == 7));
+        assert!(r[CS - 10..3 * CS + 10].iter().all(|&x| x == 0));
+        assert!(r[3 * CS + 10..].iter().all(|&x| x == 7));
+        // Zero range past the end grows the file.
+        f.fallocate(b.ino, 4 * CHUNK_SIZE - 5, 100, libc::FALLOC_FL_ZERO_RANGE)
+            .unwrap();
+        let r = f.read(b.ino, 4 * CHUNK_SIZE - 10, 1000).unwrap();
+        assert_eq!(r.len(), 105);
+        assert_eq!(&r[..5], &[7u8; 5]);
+        assert!(r[5..].iter().all(|&x| x == 0));
+        let d = f.mkdir(U, ROOT_INO, b"d", 0o755).unwrap();
+        assert_eq!(f.fallocate(d.ino, 0, 10, 0).unwrap_err(), libc::EISDIR);
+    }
+
+    #[test]
+    fn open_unlinked_file_lives_until_release() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        f.write(U, a.ino, 0, &vec![7u8; 300_000], false).unwrap();
+        f.link(a.ino, ROOT_INO, b"b").unwrap();
+        f.open_file(a.ino).unwrap();
+        f.open_file(a.ino).unwrap();
+        f.unlink(U, ROOT_INO, b"a").unwrap();
+        assert!(
+            store.get(&orphan_key(a.ino)).unwrap().is_none(),
+            "one name left"
+        );
+        f.unlink(U, ROOT_INO, b"b").unwrap();
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_some());
+        assert_eq!(f.getattr(a.ino).unwrap().nlink, 0);
+        assert_eq!(
+            f.read(a.ino, 0, 10).unwrap(),
+            vec![7u8; 10],
+            "still readable"
+        );
+        f.write(U, a.ino, 0, b"still writable", false).unwrap();
+        f.release_file(a.ino).unwrap();
+        assert_eq!(f.read(a.ino, 0, 5).unwrap(), b"still");
+        f.release_file(a.ino).unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 0);
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_none());
+        assert_eq!(f.open_file(a.ino).unwrap_err(), libc::ENOENT);
+        // Replacing an open file by rename orphans it the same way.
+        let x = f.create(U, ROOT_INO, b"x", 0o644).unwrap();
+        f.write(U, x.ino, 0, b"old", false).unwrap();
+        f.create(U, ROOT_INO, b"y", 0o644).unwrap();
+        f.open_file(x.ino).unwrap();
+        f.rename(U, ROOT_INO, b"y", ROOT_INO, b"x", 0).unwrap();
+        assert_eq!(f.read(x.ino, 0, 10).unwrap(), b"old");
+        f.release_file(x.ino).unwrap();
+        assert_eq!(f.getattr(x.ino).unwrap_err(), libc::ENOENT);
+    }
+
+    #[test]
+    fn unlinking_a_huge_file_reclaims_in_bounded_batches() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"huge", 0o644).unwrap();
+        let n = 3 * MAX_INLINE_DELETES as u64;
+        for i in 0..n {
+            f.write(U, a.ino, i * CHUNK_SIZE * 3, b"x", false).unwrap();
+        }
+        f.setxattr(U, a.ino, b"user.a", b"b", 0).unwrap();
+        f.unlink(U, ROOT_INO, b"huge").unwrap();
+        assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
+        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 0);
+        assert_eq!(keys_with_prefix(&store, b"O"), 0);
+        assert_eq!(keys_with_prefix(&store, b"X"), 0);
+    }
+}
