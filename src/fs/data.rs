@@ -21,7 +21,7 @@ use std::collections::HashMap;
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// What a setattr does with one timestamp.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSet {
     Now,
     At(i64),

@@ -7,7 +7,7 @@
 //! orphan; nlink equals the number of entries (directories: 2 + their
 //! subdirectories); no data chunk lies beyond its file's size or belongs to
 //! a missing inode; every symlink has a target; no directory is its own
-//! ancestor.
+//! ancestor; every inode number is below the allocator's high-water mark.
 
 use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
 use super::schema::*;
@@ -25,6 +25,8 @@ struct Seen {
     orphans: HashSet<u64>,
     xattrs: usize,
     bad_keys: usize,
+    /// `M next_ino`: every inode number ever handed out is below it.
+    next_ino: Option<u64>,
 }
 
 pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>) {
@@ -62,6 +64,7 @@ pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>
             Some(Key::Orphan(ino)) => {
                 s.orphans.insert(ino);
             }
+            Some(Key::Meta(b"next_ino")) => s.next_ino = be64(v),
             Some(Key::Meta(_)) => {}
             None => s.bad_keys += 1,
         }
@@ -144,6 +147,19 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
                 stack.push(c);
             }
         }
+    }
+    match s.next_ino {
+        None if !s.inodes.is_empty() => {
+            problems.push("no inode high-water mark (M next_ino)".into());
+        }
+        Some(hwm) => {
+            if let Some(max) = s.inodes.keys().copied().filter(|&i| i >= hwm).max() {
+                problems.push(format!(
+                    "inode {max} is at or above the high-water mark {hwm}: its number could be handed out again"
+                ));
+            }
+        }
+        None => {}
     }
     for (ino, a) in &s.inodes {
         let n = links.get(ino).copied().unwrap_or(0);

@@ -761,3 +761,58 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::core::Caller;
+    use crate::fs::schema::{chunk_key, orphan_key};
+    use crate::store::MemStore;
+
+    const U: Caller = Caller {
+        uid: 1000,
+        gid: 1000,
+    };
+
+    #[test]
+    fn new_formats_then_reclaims_orphans_of_a_dead_daemon() {
+        let store = Arc::new(MemStore::new());
+        let fs = FuseFs::new(store.clone(), FsConfig::default()).unwrap();
+        let core = fs.core().clone();
+        let a = core.create(U, ROOT_INO, b"a", 0o644).unwrap();
+        core.write(U, a.ino, 0, &vec![1u8; 1 << 20], false).unwrap();
+        core.open_file(a.ino).unwrap();
+        core.unlink(U, ROOT_INO, b"a").unwrap();
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_some());
+        drop(core);
+        drop(fs); // killed: no release ever comes
+        let fs = FuseFs::new(store.clone(), FsConfig::default()).unwrap();
+        assert_eq!(fs.core().getattr(a.ino).unwrap_err(), libc::ENOENT);
+        assert!(store.get(&orphan_key(a.ino)).unwrap().is_none());
+        let left = store
+            .scan(&chunk_key(a.ino, 0), &chunk_key(a.ino + 1, 0), 10)
+            .unwrap();
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn attributes_translate() {
+        let a = Attr {
+            ino: 42,
+            kind: KIND_SYMLINK,
+            mode: libc::S_IFLNK | 0o777,
+            nlink: 1,
+            size: 1000,
+            atime: -1_500_000_000,
+            mtime: 1_700_000_000_123_456_789,
+            ..Default::default()
+        };
+        let f = to_attr(&a);
+        assert_eq!(f.kind, FileType::Symlink);
+        assert_eq!(f.perm, 0o777);
+        assert_eq!(f.blocks, 2);
+        assert_eq!(ns(f.atime), -1_500_000_000);
+        assert_eq!(ns(f.mtime), 1_700_000_000_123_456_789);
+        assert_eq!(time_set(TimeOrNow::SpecificTime(time(5))), TimeSet::At(5));
+    }
+}

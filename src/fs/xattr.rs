@@ -2,10 +2,13 @@
 //!
 //! The inode record's `has_xattrs` flag is set by the first setxattr, so
 //! removing an inode that never had any skips the range scan. Names are up
-//! to 255 bytes and values up to 64 KiB, as on Linux. The namespace rules
-//! (trusted.* for root, security.*, system.posix_acl_*) are enforced by the
-//! kernel before a request reaches us; POSIX ACLs are not negotiated, so
-//! the kernel answers those itself.
+//! to 255 bytes and values up to 64 KiB, as on Linux. The kernel checks
+//! who may touch which namespace (trusted.* needs CAP_SYS_ADMIN) but passes
+//! every name through. There are no POSIX ACLs: `system.*` names (ACLs
+//! among them) and names outside the user/trusted/security namespaces are
+//! refused with EOPNOTSUPP, as ext4 mounted `noacl` does — so `cp -a` falls
+//! back to chmod, where storing `system.posix_acl_access` as an opaque
+//! value would silently lose the mode it carries.
 
 use super::core::{io_errno, now_ns, Caller, FsCore, FsResult};
 use super::inode::{KIND_DIR, KIND_FILE};
@@ -14,6 +17,21 @@ use crate::store::Batch;
 
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 64 * 1024;
+
+/// ERANGE for an empty or too long name, EOPNOTSUPP outside the supported
+/// namespaces.
+fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(libc::ERANGE);
+    }
+    let supported = [&b"user."[..], b"trusted.", b"security."]
+        .iter()
+        .any(|p| name.starts_with(p) && name.len() > p.len());
+    if !supported {
+        return Err(libc::EOPNOTSUPP);
+    }
+    Ok(())
+}
 
 impl FsCore {
     /// setxattr(2) with `flags` XATTR_CREATE / XATTR_REPLACE (or 0).
@@ -25,9 +43,7 @@ impl FsCore {
         value: &[u8],
         flags: i32,
     ) -> FsResult<()> {
-        if name.is_empty() || name.len() > XATTR_NAME_MAX {
-            return Err(libc::ERANGE);
-        }
+        check_name(name)?;
         if value.len() > XATTR_SIZE_MAX {
             return Err(libc::E2BIG);
         }
@@ -62,9 +78,7 @@ impl FsCore {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        if name.is_empty() || name.len() > XATTR_NAME_MAX {
-            return Err(libc::ERANGE);
-        }
+        check_name(name)?;
         let a = self.getattr(ino)?;
         if !a.has_xattrs {
             return Err(libc::ENODATA);
@@ -104,9 +118,7 @@ impl FsCore {
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
-        if name.is_empty() || name.len() > XATTR_NAME_MAX {
-            return Err(libc::ERANGE);
-        }
+        check_name(name)?;
         self.writable()?;
         let _g = self.lock_inodes(&[ino]);
         let mut a = self.getattr(ino)?;
@@ -183,6 +195,23 @@ mod tests {
             libc::E2BIG
         );
         f.setxattr(U, a.ino, b"user.big", &vec![1; XATTR_SIZE_MAX], 0)
+            .unwrap();
+        // No ACLs, no unknown namespaces.
+        for name in [
+            &b"system.posix_acl_access"[..],
+            b"system.x",
+            b"foo",
+            b"user.",
+        ] {
+            assert_eq!(
+                f.setxattr(U, a.ino, name, b"v", 0).unwrap_err(),
+                libc::EOPNOTSUPP
+            );
+            assert_eq!(f.getxattr(a.ino, name).unwrap_err(), libc::EOPNOTSUPP);
+        }
+        f.setxattr(Caller::ROOT, a.ino, b"trusted.t", b"1", 0)
+            .unwrap();
+        f.setxattr(Caller::ROOT, a.ino, b"security.capability", b"1", 0)
             .unwrap();
         // Not on symlinks (write permission is the kernel's check).
         let l = f.symlink(U, ROOT_INO, b"l", b"a").unwrap();
