@@ -168,8 +168,7 @@ fn writer(mnt: PathBuf, ack: Arc<Mutex<Acked>>, cycle: usize, first_line: usize)
     else {
         return;
     };
-    let mut line = first_line;
-    for i in 0.. {
+    for (i, line) in (first_line..).enumerate() {
         let name = format!("c{cycle}-{i}");
         let data = file_data(cycle, i);
         ack.lock().unwrap().files.insert(name.clone(), None);
@@ -205,7 +204,6 @@ fn writer(mnt: PathBuf, ack: Arc<Mutex<Acked>>, cycle: usize, first_line: usize)
         let mut a = ack.lock().unwrap();
         a.journal.extend_from_slice(&rec);
         a.journal_in_flight.clear();
-        line += 1;
     }
 }
 
