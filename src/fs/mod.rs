@@ -16,6 +16,15 @@
 //! The root holds a hidden, read-only file `.lsmfs-stats` (inode 2, never
 //! stored, not listed by readdir) whose contents are the engine's live
 //! statistics: `cat MOUNTPOINT/.lsmfs-stats` or `lsmfs stats MOUNTPOINT`.
+//! The name is reserved there: creating, linking, renaming or removing it
+//! fails.
+//!
+//! Known limits, by choice: an inode lives while it has a name or an open
+//! handle, not while the kernel merely references it (a removed directory
+//! that is only some process's cwd goes at once); reads do not update
+//! atime (as `noatime`); `st_blocks` is the size in 512-byte units, so du
+//! counts a sparse file's holes; there are no POSIX ACLs (system.* xattrs
+//! are refused).
 
 mod cache;
 pub mod core;
