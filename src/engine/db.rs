@@ -258,7 +258,12 @@ impl Handle {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.shared.shutting_down.store(true, Ordering::Release);
+        {
+            // Set the flag under the state lock: the background thread checks
+            // it under that lock before waiting, so the wakeup cannot be lost.
+            let _st = lock(&self.shared.state);
+            self.shared.shutting_down.store(true, Ordering::Release);
+        }
         if let Ok(mut log) = self.shared.log.lock() {
             if let Some(w) = log.as_mut() {
                 if let Err(e) = w.sync() {
