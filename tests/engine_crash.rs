@@ -255,3 +255,37 @@ fn missing_current_and_missing_table_are_clear_errors() {
         Ok(_) => panic!("open without CURRENT succeeded"),
     }
 }
+
+#[test]
+fn manifest_bit_flip_is_an_error_naming_the_file_and_offset() {
+    let env = Arc::new(FaultEnv::new());
+    let dir = Path::new("/db");
+    let db = Db::open(dir, opts(&env)).expect("open");
+    for round in 0..4u32 {
+        for i in 0..200u32 {
+            db.put(format!("k{round}-{i:04}").as_bytes(), &[5u8; 64])
+                .expect("put");
+        }
+        db.flush().expect("flush");
+    }
+    db.close().expect("close");
+    drop(db);
+    let manifest = env
+        .files(dir)
+        .into_iter()
+        .find(|n| n.starts_with("MANIFEST-"))
+        .expect("a MANIFEST");
+    let path = dir.join(&manifest);
+    // Inside the first record (the snapshot), with later edits behind it.
+    assert!(env.corrupt_byte(&path, 20));
+    match Db::open(dir, opts(&env)) {
+        Err(e) => {
+            let m = e.to_string();
+            assert!(
+                e.is_corruption() && m.contains(&manifest) && m.contains("offset"),
+                "{m}"
+            );
+        }
+        Ok(_) => panic!("a corrupt MANIFEST was accepted"),
+    }
+}
