@@ -1,38 +1,130 @@
 //! Reads records back from a log (format in `log_format`), telling a torn
 //! tail from corruption.
 //!
-//! A crash can leave the last record half written; that is normal and
+//! A crash can leave the last record half written; that is normal, and
 //! recovery must stop there and go on. Damage *followed by valid records*
-//! is not a crash artefact: it is corruption, and silently skipping it would
+//! is not a crash artefact: it is corruption, and skipping it would silently
 //! lose acknowledged data, so it is an error naming the file and offset.
-//! The rule: at the first bad fragment, look for any valid fragment after it
-//! (the one its length points to, and the start of every later block, where
-//! a fragment always begins). None found: a torn tail. One found: corruption.
+//!
+//! The rule, applied at the first bad fragment (bad checksum, impossible
+//! length, unknown type, fragment out of sequence, truncated header, zeros
+//! followed by data): if a valid fragment that *starts a record* (FULL or
+//! FIRST) follows it, the log is corrupt; otherwise the log ends in a torn
+//! tail, reported by [`LogReader::torn_tail`] with the offset of the first
+//! record that could not be read whole.
+//!
+//! Where to look for a following record matters. Fragments only ever start
+//! where the writer put them: at the start of every block, and right after
+//! the previous fragment. So the search walks the fragment chain from each
+//! later block start, and from the end of the bad fragment when its length
+//! field is believable. It never probes arbitrary byte offsets: a payload
+//! may itself hold log bytes (a user's file that is a copy of a log), and
+//! mistaking them for records would turn an ordinary torn tail into a
+//! refusal to open. The price: if a length field is damaged in the last
+//! block, records after it *in that block* cannot be found, and the damage
+//! is reported as a torn tail. Continuation fragments (MIDDLE, LAST) after
+//! the damage do not count as valid records: they belong to the damaged
+//! record itself, which is lost either way.
+//!
+//! A log whose data ends at a record boundary, inside a block trailer, or in
+//! zeros to the end of the file (preallocated or zero-filled by a crash) has
+//! no torn tail.
 
 use super::error::{Error, Result};
 use super::log_format::{
-    fragment_crc, unmask_crc, BLOCK_SIZE, FIRST, FULL, HEADER_SIZE, LAST, MIDDLE, ZERO_TYPE,
+    fragment_crc, unmask_crc, BLOCK_SIZE, FIRST, FULL, HEADER_SIZE, LAST, MIDDLE,
 };
 use std::path::PathBuf;
 
+/// Where and why a log stopped being readable, when nothing valid follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
+    /// Offset of the first record that could not be read whole: truncating
+    /// the log here leaves exactly the records that were returned.
     pub offset: u64,
     pub reason: String,
 }
 
-enum Physical {
-    Fragment {
-        kind: u8,
-        start: usize,
-        len: usize,
-    },
-    Eof,
-    Bad {
-        offset: usize,
-        reason: String,
-        next: Option<usize>,
-    },
+/// One physical fragment, as parsed at some offset.
+enum Parsed {
+    /// A valid fragment: its type, payload start and payload length.
+    Fragment { kind: u8, start: usize, len: usize },
+    /// An all-zero header (type `ZERO_TYPE`, length 0, crc 0): padding,
+    /// preallocated space, or a region a crash left zero-filled.
+    Zero,
+    /// Fewer than a header's worth of bytes left, all zero.
+    End,
+    /// Damage; `next` is where the following fragment would start if the
+    /// length field is believable.
+    Bad { reason: String, next: Option<usize> },
+}
+
+fn block_end(pos: usize) -> usize {
+    (pos / BLOCK_SIZE + 1) * BLOCK_SIZE
+}
+
+/// Parse the fragment whose header starts at `pos`.
+fn parse(data: &[u8], pos: usize) -> Parsed {
+    let rest = data.get(pos..).unwrap_or(&[]);
+    let Some(header) = rest.get(..HEADER_SIZE) else {
+        if rest.iter().all(|&b| b == 0) {
+            return Parsed::End;
+        }
+        return Parsed::Bad {
+            reason: format!("truncated fragment header ({} bytes)", rest.len()),
+            next: None,
+        };
+    };
+    if header.iter().all(|&b| b == 0) {
+        return Parsed::Zero;
+    }
+    let crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let len = u16::from_le_bytes([header[4], header[5]]) as usize;
+    let kind = header[6];
+    let start = pos + HEADER_SIZE;
+    let end = start + len;
+    if end > block_end(pos) {
+        return Parsed::Bad {
+            reason: format!("fragment length {len} crosses the block boundary"),
+            next: None,
+        };
+    }
+    let Some(payload) = data.get(start..end) else {
+        return Parsed::Bad {
+            reason: format!(
+                "fragment of {len} bytes extends past the end of the log ({} bytes)",
+                data.len()
+            ),
+            next: None,
+        };
+    };
+    if !(FULL..=LAST).contains(&kind) {
+        return Parsed::Bad {
+            reason: format!("unknown fragment type {kind}"),
+            next: Some(end),
+        };
+    }
+    if unmask_crc(crc) != fragment_crc(kind, payload) {
+        return Parsed::Bad {
+            reason: "fragment checksum mismatch".into(),
+            next: Some(end),
+        };
+    }
+    Parsed::Fragment { kind, start, len }
+}
+
+/// Walk the fragment chain from `pos` to the end of its block: does a valid
+/// record-starting fragment (FULL or FIRST) appear?
+fn chain_has_record_start(data: &[u8], mut pos: usize) -> bool {
+    let end = block_end(pos);
+    while end - pos >= HEADER_SIZE {
+        match parse(data, pos) {
+            Parsed::Fragment { kind, .. } if kind == FULL || kind == FIRST => return true,
+            Parsed::Fragment { start, len, .. } => pos = start + len,
+            Parsed::Zero | Parsed::End | Parsed::Bad { .. } => return false,
+        }
+    }
+    false
 }
 
 pub struct LogReader {
@@ -45,6 +137,8 @@ pub struct LogReader {
 }
 
 impl LogReader {
+    /// A reader over a whole log file held in memory; `path` is only used to
+    /// name the file in errors.
     pub fn new(path: PathBuf, data: Vec<u8>) -> LogReader {
         LogReader {
             path,
@@ -61,53 +155,86 @@ impl LogReader {
         self.last_record_offset
     }
 
+    /// Set once `read_record` has returned `Ok(None)` at a torn tail.
     pub fn torn_tail(&self) -> Option<&TornTail> {
         self.torn.as_ref()
     }
 
-    /// The next whole record; `Ok(None)` at the end (check `torn_tail`).
+    /// The next whole record; `Ok(None)` at the end (then check `torn_tail`);
+    /// `Err(Corruption)` if damage is followed by valid records. After
+    /// `Ok(None)` or an error, every later call returns `Ok(None)`.
     pub fn read_record(&mut self) -> Result<Option<Vec<u8>>> {
         if self.done {
             return Ok(None);
         }
-        let mut record: Option<(usize, Vec<u8>)> = None;
+        // Start offset and payload so far of a record split into fragments.
+        let mut pending: Option<(usize, Vec<u8>)> = None;
         loop {
+            let left = BLOCK_SIZE - self.pos % BLOCK_SIZE;
+            if left < HEADER_SIZE {
+                self.pos += left; // block trailer: zero padding
+            }
             let at = self.pos;
-            match self.read_physical() {
-                Physical::Eof => {
-                    self.done = true;
-                    if let Some((start, _)) = record {
-                        self.torn = Some(TornTail {
-                            offset: start as u64,
-                            reason: "record incomplete at end of log".into(),
-                        });
-                    }
-                    return Ok(None);
+            let parsed = if at >= self.data.len() {
+                Parsed::End
+            } else {
+                parse(&self.data, at)
+            };
+            match parsed {
+                Parsed::End => return Ok(self.end(pending.map(|p| p.0))),
+                Parsed::Zero => {
+                    let Some(nz) = self.data[at..].iter().position(|&b| b != 0) else {
+                        return Ok(self.end(pending.map(|p| p.0)));
+                    };
+                    // If records follow the zeros, the first one starts at
+                    // the first non-zero byte or up to a header before it
+                    // (its checksum may begin with zero bytes).
+                    let nz = at + nz;
+                    let candidates: Vec<usize> =
+                        (nz.saturating_sub(HEADER_SIZE - 1).max(at)..=nz).collect();
+                    let reason = format!("zero-filled region up to offset {nz}");
+                    return self.bad(pending.map_or(at, |p| p.0), at, reason, &candidates);
                 }
-                Physical::Bad {
-                    offset,
-                    reason,
-                    next,
-                } => return self.bad(record.map_or(offset, |r| r.0), offset, reason, next),
-                Physical::Fragment { kind, start, len } => {
+                Parsed::Bad { reason, next } => {
+                    let candidates: Vec<usize> = next.into_iter().collect();
+                    return self.bad(pending.map_or(at, |p| p.0), at, reason, &candidates);
+                }
+                Parsed::Fragment { kind, start, len } => {
+                    self.pos = start + len;
                     let payload = &self.data[start..start + len];
-                    match (kind, record.as_mut()) {
+                    match (kind, pending.as_mut()) {
                         (FULL, None) => {
                             self.last_record_offset = at as u64;
                             return Ok(Some(payload.to_vec()));
                         }
-                        (FIRST, None) => record = Some((at, payload.to_vec())),
+                        (FIRST, None) => pending = Some((at, payload.to_vec())),
                         (MIDDLE, Some((_, buf))) => buf.extend_from_slice(payload),
                         (LAST, Some((_, buf))) => {
                             buf.extend_from_slice(payload);
-                            let (s, buf) = record.take().unwrap_or_default();
-                            self.last_record_offset = s as u64;
+                            let Some((record_start, buf)) = pending.take() else {
+                                continue; // unreachable: matched Some above
+                            };
+                            self.last_record_offset = record_start as u64;
                             return Ok(Some(buf));
                         }
-                        _ => {
-                            let reason = format!("fragment of type {kind} out of sequence");
-                            let next = Some(start + len);
-                            return self.bad(record.map_or(at, |r| r.0), at, reason, next);
+                        (_, Some((record_start, _))) => {
+                            // A new record starts before the pending one
+                            // ended: the pending one lost its end, and a
+                            // valid record follows the damage.
+                            let record_start = *record_start;
+                            self.done = true;
+                            return Err(Error::corruption(
+                                &self.path,
+                                record_start as u64,
+                                format!(
+                                    "record has no last fragment: a new record \
+                                     (type {kind}) starts at offset {at}"
+                                ),
+                            ));
+                        }
+                        (_, None) => {
+                            let reason = format!("fragment of type {kind} without a record start");
+                            return self.bad(at, at, reason, &[start + len]);
                         }
                     }
                 }
@@ -115,131 +242,67 @@ impl LogReader {
         }
     }
 
+    /// Clean end of data; a pending multi-fragment record makes it torn.
+    fn end(&mut self, pending_start: Option<usize>) -> Option<Vec<u8>> {
+        self.done = true;
+        if let Some(start) = pending_start {
+            self.torn = Some(TornTail {
+                offset: start as u64,
+                reason: format!("record at offset {start} is incomplete at the end of the log"),
+            });
+        }
+        None
+    }
+
+    /// Decide between torn tail and corruption for damage at `bad_at`.
     fn bad(
         &mut self,
         record_start: usize,
-        offset: usize,
+        bad_at: usize,
         reason: String,
-        next: Option<usize>,
+        candidates: &[usize],
     ) -> Result<Option<Vec<u8>>> {
         self.done = true;
-        let mut candidates: Vec<usize> = next.into_iter().collect();
-        let mut b = (offset / BLOCK_SIZE + 1) * BLOCK_SIZE;
-        while b < self.data.len() {
-            candidates.push(b);
-            b += BLOCK_SIZE;
-        }
-        if candidates.into_iter().any(|c| self.valid_fragment_at(c)) {
-            return Err(Error::corruption(
-                &self.path,
-                offset as u64,
-                format!("{reason}, and valid records follow"),
-            ));
+        if self.record_follows(bad_at, candidates) {
+            let mut msg = format!("{reason}; valid records follow, so this is not a torn tail");
+            if record_start != bad_at {
+                msg.push_str(&format!(
+                    " (damaged record starts at offset {record_start})"
+                ));
+            }
+            return Err(Error::corruption(&self.path, bad_at as u64, msg));
         }
         self.torn = Some(TornTail {
             offset: record_start as u64,
-            reason,
+            reason: format!("{reason} at offset {bad_at}"),
         });
         Ok(None)
     }
 
-    fn valid_fragment_at(&self, pos: usize) -> bool {
-        matches!(parse_fragment(&self.data, pos), Ok(Some((k, _, _))) if k != ZERO_TYPE)
-    }
-
-    fn read_physical(&mut self) -> Physical {
-        loop {
-            let left = BLOCK_SIZE - self.pos % BLOCK_SIZE;
-            if left < HEADER_SIZE {
-                self.pos += left;
-            }
-            if self.pos >= self.data.len() {
-                return Physical::Eof;
-            }
-            let at = self.pos;
-            match parse_fragment(&self.data, at) {
-                Ok(None) => return Physical::Eof,
-                Ok(Some((ZERO_TYPE, _, _))) => {
-                    // Zero padding: the rest of the block is unused.
-                    self.pos = (at / BLOCK_SIZE + 1) * BLOCK_SIZE;
-                }
-                Ok(Some((kind, start, len))) => {
-                    self.pos = start + len;
-                    return Physical::Fragment { kind, start, len };
-                }
-                Err((reason, next)) => {
-                    return Physical::Bad {
-                        offset: at,
-                        reason,
-                        next,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Parse the fragment at `pos`: `Ok(None)` if only zeros remain,
-/// `Ok(Some((kind, payload_start, len)))`, or the reason it is bad and where
-/// the next fragment would start if its length field is believable.
-#[allow(clippy::type_complexity)]
-fn parse_fragment(
-    data: &[u8],
-    pos: usize,
-) -> std::result::Result<Option<(u8, usize, usize)>, (String, Option<usize>)> {
-    let rest = data.get(pos..).unwrap_or(&[]);
-    if rest.len() < HEADER_SIZE {
-        if rest.iter().all(|&b| b == 0) {
-            return Ok(None);
-        }
-        return Err(("truncated fragment header".into(), None));
-    }
-    let crc = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-    let len = u16::from_le_bytes([rest[4], rest[5]]) as usize;
-    let kind = rest[6];
-    if kind == ZERO_TYPE && len == 0 && crc == 0 {
-        if rest
+    /// Does a valid record start at one of `candidates` (or later in their
+    /// blocks), or in any block after the one holding `bad_at`?
+    fn record_follows(&self, bad_at: usize, candidates: &[usize]) -> bool {
+        if candidates
             .iter()
-            .take(BLOCK_SIZE - pos % BLOCK_SIZE)
-            .all(|&b| b == 0)
+            .any(|&c| chain_has_record_start(&self.data, c))
         {
-            if rest.iter().all(|&b| b == 0) {
-                return Ok(None);
-            }
-            return Ok(Some((ZERO_TYPE, pos + HEADER_SIZE, 0)));
+            return true;
         }
-        return Err(("garbage after zero padding".into(), None));
+        (block_end(bad_at)..self.data.len())
+            .step_by(BLOCK_SIZE)
+            .any(|b| chain_has_record_start(&self.data, b))
     }
-    let start = pos + HEADER_SIZE;
-    let block_end = (pos / BLOCK_SIZE + 1) * BLOCK_SIZE;
-    if start + len > block_end {
-        return Err((
-            format!("fragment length {len} crosses a block boundary"),
-            None,
-        ));
-    }
-    if start + len > data.len() {
-        return Err((
-            format!("fragment of {len} bytes extends past the end of the log"),
-            None,
-        ));
-    }
-    if !(FULL..=LAST).contains(&kind) {
-        return Err((format!("unknown fragment type {kind}"), Some(start + len)));
-    }
-    if unmask_crc(crc) != fragment_crc(kind, &data[start..start + len]) {
-        return Err(("fragment checksum mismatch".into(), Some(start + len)));
-    }
-    Ok(Some((kind, start, len)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::env::WritableFile;
+    use crate::engine::log_format::mask_crc;
     use crate::engine::log_writer::LogWriter;
+    use std::sync::{Arc, Mutex};
 
-    struct VecFile(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    struct VecFile(Arc<Mutex<Vec<u8>>>);
     impl WritableFile for VecFile {
         fn append(&mut self, d: &[u8]) -> Result<()> {
             self.0.lock().unwrap().extend_from_slice(d);
@@ -256,89 +319,307 @@ mod tests {
         }
     }
 
-    fn write_log(records: &[Vec<u8>]) -> Vec<u8> {
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// The log bytes and the offset at which each record starts.
+    fn write_log(records: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
         let mut w = LogWriter::new(Box::new(VecFile(buf.clone())));
+        let mut starts = Vec::new();
         for r in records {
+            let len = w.len() as usize;
+            let left = BLOCK_SIZE - len % BLOCK_SIZE;
+            starts.push(if left < HEADER_SIZE { len + left } else { len });
             w.add_record(r).unwrap();
         }
         let v = buf.lock().unwrap().clone();
-        v
+        (v, starts)
     }
 
-    fn read_all(data: Vec<u8>) -> (Result<Vec<Vec<u8>>>, Option<TornTail>) {
+    struct Outcome {
+        records: Vec<Vec<u8>>,
+        offsets: Vec<u64>,
+        torn: Option<TornTail>,
+        err: Option<Error>,
+    }
+
+    fn read_all(data: Vec<u8>) -> Outcome {
         let mut r = LogReader::new(PathBuf::from("test.log"), data);
-        let mut out = Vec::new();
+        let mut o = Outcome {
+            records: Vec::new(),
+            offsets: Vec::new(),
+            torn: None,
+            err: None,
+        };
         loop {
             match r.read_record() {
-                Ok(Some(rec)) => out.push(rec),
-                Ok(None) => return (Ok(out), r.torn_tail().cloned()),
-                Err(e) => return (Err(e), None),
+                Ok(Some(rec)) => {
+                    o.records.push(rec);
+                    o.offsets.push(r.last_record_offset());
+                }
+                Ok(None) => {
+                    o.torn = r.torn_tail().cloned();
+                    break;
+                }
+                Err(e) => {
+                    o.err = Some(e);
+                    break;
+                }
             }
         }
+        assert!(matches!(r.read_record(), Ok(None)), "stays finished");
+        o
     }
 
     fn sample() -> Vec<Vec<u8>> {
         vec![
             vec![],
             b"a".to_vec(),
-            vec![1u8; BLOCK_SIZE - 2 * HEADER_SIZE - 1],
-            vec![2u8; 3 * BLOCK_SIZE + 100],
+            vec![1u8; BLOCK_SIZE - 3 * HEADER_SIZE - 1], // fills block 0 exactly
+            vec![2u8; 3 * BLOCK_SIZE + 100],             // spans 4 blocks
             b"small".to_vec(),
             vec![3u8; 1000],
         ]
     }
 
-    #[test]
-    fn roundtrip() {
-        let recs = sample();
-        let (got, torn) = read_all(write_log(&recs));
-        assert_eq!(got.unwrap(), recs);
-        assert!(torn.is_none());
-        let (got, torn) = read_all(Vec::new());
-        assert!(got.unwrap().is_empty() && torn.is_none());
+    fn small_records(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("record {i} ").repeat(i % 13 + 1).into_bytes())
+            .collect()
+    }
+
+    fn fragment(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = mask_crc(fragment_crc(kind, payload)).to_le_bytes().to_vec();
+        v.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+        v.push(kind);
+        v.extend_from_slice(payload);
+        v
     }
 
     #[test]
-    fn every_truncation_is_a_prefix_with_torn_tail() {
+    fn roundtrip_with_offsets() {
+        let recs = sample();
+        let (data, starts) = write_log(&recs);
+        assert_eq!(starts[3], BLOCK_SIZE, "record 2 filled block 0 exactly");
+        let o = read_all(data);
+        assert!(o.err.is_none() && o.torn.is_none());
+        assert_eq!(o.records, recs);
+        let starts: Vec<u64> = starts.iter().map(|&s| s as u64).collect();
+        assert_eq!(o.offsets, starts);
+
+        let many = small_records(5000);
+        let (data, _) = write_log(&many);
+        assert!(data.len() > 5 * BLOCK_SIZE);
+        let o = read_all(data);
+        assert!(o.err.is_none() && o.torn.is_none());
+        assert_eq!(o.records, many);
+    }
+
+    #[test]
+    fn empty_and_zero_filled_logs_are_clean() {
+        let o = read_all(Vec::new());
+        assert!(o.records.is_empty() && o.torn.is_none() && o.err.is_none());
+        let o = read_all(vec![0u8; 3]);
+        assert!(o.records.is_empty() && o.torn.is_none() && o.err.is_none());
+        let (mut data, _) = write_log(&sample());
+        data.extend_from_slice(&vec![0u8; 2 * BLOCK_SIZE + 17]);
+        let o = read_all(data);
+        assert!(o.torn.is_none() && o.err.is_none());
+        assert_eq!(o.records, sample());
+    }
+
+    #[test]
+    fn zeros_then_garbage_is_torn_and_zeros_then_records_is_corrupt() {
+        let recs = small_records(10);
+        let (mut data, starts) = write_log(&recs);
+        data.extend_from_slice(&[0u8; 100]);
+        data.extend_from_slice(b"garbage");
+        let o = read_all(data.clone());
+        assert_eq!(o.records, recs);
+        assert!(o.err.is_none());
+        assert_eq!(o.torn.unwrap().offset, data.len() as u64 - 107);
+
+        // Zero out record 3, which is followed by valid records.
+        let (mut data, _) = write_log(&recs);
+        data[starts[3]..starts[4]].fill(0);
+        let o = read_all(data);
+        assert_eq!(o.records.len(), 3);
+        let err = o.err.expect("corruption");
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn block_trailers_of_six_and_seven_bytes() {
+        // Leave exactly 6 bytes in block 0: they are a zero trailer.
+        let first = vec![9u8; BLOCK_SIZE - HEADER_SIZE - 6];
+        let (data, starts) = write_log(&[first.clone(), b"next".to_vec()]);
+        assert_eq!(starts[1], BLOCK_SIZE);
+        assert_eq!(&data[BLOCK_SIZE - 6..BLOCK_SIZE], &[0u8; 6]);
+        assert_eq!(read_all(data).records, vec![first, b"next".to_vec()]);
+        // Leave exactly 7: the next record begins with an empty FIRST fragment.
+        let first = vec![9u8; BLOCK_SIZE - HEADER_SIZE - 7];
+        let (data, starts) = write_log(&[first.clone(), b"next".to_vec()]);
+        assert_eq!(starts[1], BLOCK_SIZE - 7);
+        assert_eq!(data[BLOCK_SIZE - 1], FIRST);
+        let o = read_all(data);
+        assert_eq!(o.records, vec![first, b"next".to_vec()]);
+        assert_eq!(o.offsets[1], BLOCK_SIZE as u64 - 7);
+        // A log that ends inside a trailer is clean.
+        let first = vec![9u8; BLOCK_SIZE - HEADER_SIZE - 3];
+        let (data, _) = write_log(std::slice::from_ref(&first));
+        let o = read_all(data);
+        assert!(o.torn.is_none());
+        assert_eq!(o.records, vec![first]);
+    }
+
+    #[test]
+    fn every_truncation_is_a_prefix_with_a_torn_tail() {
         let recs: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; i * 97 % 3000]).collect();
-        let data = write_log(&recs);
-        for cut in 0..data.len() {
-            let (got, _) = read_all(data[..cut].to_vec());
-            let got = got.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
-            assert_eq!(got[..], recs[..got.len()], "cut {cut}");
+        let mut recs = recs;
+        recs.push(vec![7u8; 2 * BLOCK_SIZE + 5]);
+        recs.push(b"end".to_vec());
+        let (data, starts) = write_log(&recs);
+        for cut in 0..=data.len() {
+            let o = read_all(data[..cut].to_vec());
+            if let Some(e) = o.err {
+                panic!("cut {cut}: {e}");
+            }
+            let n = o.records.len();
+            assert_eq!(o.records[..], recs[..n], "cut {cut}");
+            let whole = starts.get(n).map_or(data.len(), |&s| s);
+            match o.torn {
+                // A partial header that happens to be zero reads as padding.
+                None => assert!(
+                    cut <= whole || data[whole..cut].iter().all(|&b| b == 0),
+                    "cut {cut}: records lost silently"
+                ),
+                Some(t) => {
+                    assert_eq!(t.offset, starts[n] as u64, "cut {cut}");
+                    assert!(cut > starts[n], "cut {cut}");
+                }
+            }
+            if cut == data.len() || starts.contains(&cut) {
+                assert_eq!(n, starts.iter().filter(|&&s| s < cut).count(), "cut {cut}");
+            }
         }
     }
 
     #[test]
-    fn flip_in_last_record_is_torn_in_earlier_is_corruption() {
-        let recs = sample();
-        let data = write_log(&recs);
-        let mut d = data.clone();
-        let n = d.len();
-        d[n - 10] ^= 0xff;
-        let (got, torn) = read_all(d);
-        assert_eq!(got.unwrap().len(), recs.len() - 1);
-        assert!(torn.is_some());
-        let mut d = data;
-        d[HEADER_SIZE + 3] ^= 0x01; // inside record 1's region
-        let (got, _) = read_all(d);
-        let err = got.unwrap_err();
-        assert!(err.is_corruption());
-        assert!(err.to_string().contains("test.log"), "{err}");
+    fn any_damage_in_the_last_record_is_a_torn_tail() {
+        let mut recs = small_records(50);
+        recs.push(vec![5u8; 2 * BLOCK_SIZE + 300]); // multi-block last record
+        let (data, starts) = write_log(&recs);
+        let last = starts[recs.len() - 1];
+        for pos in last..data.len() {
+            let mut d = data.clone();
+            d[pos] ^= 0x5a;
+            let o = read_all(d);
+            if let Some(e) = o.err {
+                panic!("flip at {pos}: {e}");
+            }
+            assert_eq!(o.records[..], recs[..recs.len() - 1], "flip at {pos}");
+            assert_eq!(o.torn.expect("torn").offset, last as u64);
+        }
+        // Single-fragment last record.
+        let recs = small_records(20);
+        let (data, starts) = write_log(&recs);
+        for pos in starts[19]..data.len() {
+            let mut d = data.clone();
+            d[pos] ^= 0x01;
+            let o = read_all(d);
+            assert!(o.err.is_none(), "flip at {pos}");
+            assert_eq!(o.records.len(), 19);
+            assert!(o.torn.is_some());
+        }
+    }
+
+    #[test]
+    fn damage_followed_by_records_is_corruption_naming_the_offset() {
+        let recs = small_records(3000); // many blocks, records cross boundaries
+        let (data, starts) = write_log(&recs);
+        assert!(data.len() > 4 * BLOCK_SIZE);
+        for victim in [0usize, 1, 700, 1500] {
+            for pos in starts[victim]..starts[victim + 1] {
+                // Zero trailer bytes before a block end are never read.
+                let be = block_end(pos);
+                if be - pos < HEADER_SIZE && data[pos..be].iter().all(|&b| b == 0) {
+                    continue;
+                }
+                let mut d = data.clone();
+                d[pos] ^= 0x10;
+                let o = read_all(d);
+                let err = o.err.unwrap_or_else(|| panic!("flip at {pos}: no error"));
+                assert!(err.is_corruption());
+                let msg = err.to_string();
+                assert!(msg.contains("test.log"), "{msg}");
+                assert!(
+                    msg.contains(&format!("offset {}", starts[victim])),
+                    "flip at {pos}: {msg}"
+                );
+                assert_eq!(o.records[..], recs[..victim]);
+            }
+        }
+    }
+
+    #[test]
+    fn sequence_errors() {
+        // LAST without FIRST, then a good record: corruption.
+        let mut d = fragment(LAST, b"orphan");
+        d.extend(fragment(FULL, b"good"));
+        let o = read_all(d);
+        assert!(o.err.expect("error").is_corruption());
+        // LAST without FIRST at the end: torn.
+        let mut d = fragment(FULL, b"good");
+        d.extend(fragment(LAST, b"orphan"));
+        let o = read_all(d);
+        assert_eq!(o.records, vec![b"good".to_vec()]);
+        assert_eq!(o.torn.expect("torn").offset, 11);
+        // FIRST, then FULL: the first record lost its end.
+        let mut d = fragment(FIRST, b"half");
+        d.extend(fragment(FULL, b"good"));
+        let o = read_all(d);
+        let err = o.err.expect("error");
+        assert!(err.to_string().contains("offset 0"), "{err}");
+        // FIRST, MIDDLE, end of data: torn at the FIRST.
+        let mut d = fragment(FULL, b"x");
+        d.extend(fragment(FIRST, b"a"));
+        d.extend(fragment(MIDDLE, b"b"));
+        let o = read_all(d);
+        assert_eq!(o.records.len(), 1);
+        assert_eq!(o.torn.expect("torn").offset, 8);
+        // An embedded log inside a torn record's payload is not a record.
+        let mut payload = Vec::new();
+        for _ in 0..50 {
+            payload.extend(fragment(FULL, b"embedded record"));
+        }
+        let (mut d, _) = write_log(&[b"real".to_vec(), payload]);
+        d.truncate(d.len() - 3);
+        let o = read_all(d);
+        assert!(o.err.is_none());
+        assert_eq!(o.records, vec![b"real".to_vec()]);
+        assert!(o.torn.is_some());
     }
 
     #[test]
     fn garbage_never_panics() {
         let mut seed = 12345u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        };
         for len in [0usize, 1, 6, 7, 8, 100, 40000, 70000] {
-            let data: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (seed >> 33) as u8
-                })
-                .collect();
+            let data: Vec<u8> = (0..len).map(|_| next()).collect();
             let _ = read_all(data);
+        }
+        // Valid logs with random bytes overwritten.
+        let (data, _) = write_log(&small_records(500));
+        for _ in 0..300 {
+            let mut d = data.clone();
+            for _ in 0..(next() % 8 + 1) {
+                let pos = ((next() as usize) << 8 | next() as usize) % d.len();
+                d[pos] = next();
+            }
+            let _ = read_all(d);
         }
     }
 }
