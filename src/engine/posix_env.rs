@@ -4,6 +4,15 @@
 //! are written in many small pieces; `flush()` hands the buffer to the
 //! kernel with `write(2)`, which is what makes a WAL record survive a kill -9
 //! of the process, and `sync()` adds `fdatasync`.
+//!
+//! A writable file that has seen a failed write or fdatasync refuses every
+//! later operation: after a failed write(2) the file may hold part of the
+//! buffer (retrying would duplicate bytes), and after a failed fdatasync
+//! Linux may already have dropped the dirty pages, so a retry could report
+//! success for data that never reached the disk.
+//!
+//! `truncate` is durable when it returns (it fsyncs), so a cut torn tail
+//! stays cut; `FaultEnv` models it the same way.
 
 use super::env::{Env, FileLock, RandomAccessFile, WritableFile};
 use super::error::{Error, Result};
@@ -33,14 +42,41 @@ struct PosixWritable {
     file: File,
     buf: Vec<u8>,
     len: u64,
+    /// Set by a failed write or fdatasync: the file's state is unknown.
+    failed: Option<String>,
 }
 
 impl PosixWritable {
+    fn check(&self, what: &str) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(first) => Err(Error::io(
+                ctx(what, &self.path),
+                std::io::Error::other(format!("refused after an earlier failure: {first}")),
+            )),
+        }
+    }
+
+    /// Run a write or sync; a failure poisons the file.
+    fn guarded(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        if let Err(e) = op(&mut self.file) {
+            let err = Error::io(ctx(what, &self.path), e);
+            self.failed = Some(err.to_string());
+            return Err(err);
+        }
+        Ok(())
+    }
+
     fn write_out(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
-                .map_err(|e| Error::io(ctx("write", &self.path), e))?;
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.guarded("write", |f| f.write_all(&buf));
+            self.buf = buf;
+            result?;
             self.buf.clear();
         }
         Ok(())
@@ -49,29 +85,29 @@ impl PosixWritable {
 
 impl WritableFile for PosixWritable {
     fn append(&mut self, data: &[u8]) -> Result<()> {
-        self.len += data.len() as u64;
+        self.check("write")?;
         if self.buf.len() + data.len() > BUFFER_SIZE {
             self.write_out()?;
             if data.len() >= BUFFER_SIZE {
-                return self
-                    .file
-                    .write_all(data)
-                    .map_err(|e| Error::io(ctx("write", &self.path), e));
+                self.guarded("write", |f| f.write_all(data))?;
+                self.len += data.len() as u64;
+                return Ok(());
             }
         }
         self.buf.extend_from_slice(data);
+        self.len += data.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
+        self.check("write")?;
         self.write_out()
     }
 
     fn sync(&mut self) -> Result<()> {
+        self.check("fdatasync")?;
         self.write_out()?;
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io(ctx("fdatasync", &self.path), e))
+        self.guarded("fdatasync", |f| f.sync_data())
     }
 
     fn len(&self) -> u64 {
@@ -81,8 +117,11 @@ impl WritableFile for PosixWritable {
 
 impl Drop for PosixWritable {
     fn drop(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
         if let Err(e) = self.write_out() {
-            log::warn!("{e}");
+            log::warn!("{e} (while closing)");
         }
     }
 }
@@ -95,6 +134,15 @@ struct PosixRandom {
 
 impl RandomAccessFile for PosixRandom {
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        // A corrupt length must not make us allocate gigabytes first.
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > self.len) {
+            return Err(Error::corruption(
+                &self.path,
+                offset,
+                format!("short read: wanted {len} bytes, file is {} bytes", self.len),
+            ));
+        }
         let mut buf = vec![0u8; len];
         match self.file.read_exact_at(&mut buf, offset) {
             Ok(()) => Ok(buf),
@@ -131,6 +179,7 @@ impl Env for PosixEnv {
             file,
             buf: Vec::with_capacity(BUFFER_SIZE),
             len: 0,
+            failed: None,
         }))
     }
 
@@ -217,7 +266,9 @@ impl Env for PosixEnv {
             .open(path)
             .map_err(|e| Error::io(ctx("open", path), e))?;
         f.set_len(len)
-            .map_err(|e| Error::io(ctx("truncate", path), e))
+            .map_err(|e| Error::io(ctx("truncate", path), e))?;
+        f.sync_all()
+            .map_err(|e| Error::io(ctx("fsync after truncate", path), e))
     }
 }
 
@@ -225,34 +276,138 @@ impl Env for PosixEnv {
 mod tests {
     use super::*;
 
+    fn setup() -> (tempfile::TempDir, PosixEnv) {
+        (tempfile::tempdir().unwrap(), PosixEnv::new())
+    }
+
     #[test]
-    fn write_read_rename_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = PosixEnv::new();
+    fn appends_are_buffered_until_flush_and_flushed_on_drop() {
+        let (dir, env) = setup();
         let p = dir.path().join("a");
         let mut f = env.create_writable(&p).unwrap();
+        assert!(f.is_empty());
         f.append(b"hello ").unwrap();
-        f.append(&vec![7u8; BUFFER_SIZE + 5]).unwrap();
-        f.append(b"tail").unwrap();
-        assert_eq!(f.len(), 6 + BUFFER_SIZE as u64 + 5 + 4);
-        f.sync().unwrap();
+        assert_eq!(
+            env.file_size(&p).unwrap(),
+            0,
+            "still in the user-space buffer"
+        );
+        f.flush().unwrap();
+        assert_eq!(env.read_all(&p).unwrap(), b"hello ");
+        f.append(b"world").unwrap();
+        assert_eq!(f.len(), 11);
         drop(f);
+        assert_eq!(env.read_all(&p).unwrap(), b"hello world");
+        // create_writable truncates.
+        let f = env.create_writable(&p).unwrap();
+        drop(f);
+        assert_eq!(env.file_size(&p).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_automatically() {
+        let (dir, env) = setup();
+        let p = dir.path().join("a");
+        let mut f = env.create_writable(&p).unwrap();
+        let chunk = vec![1u8; 1000];
+        let mut total = 0;
+        while total <= BUFFER_SIZE {
+            f.append(&chunk).unwrap();
+            total += chunk.len();
+        }
+        let on_disk = env.file_size(&p).unwrap() as usize;
+        assert!(on_disk > 0 && on_disk <= total, "{on_disk}");
+        let big = vec![2u8; 3 * BUFFER_SIZE + 5];
+        f.append(&big).unwrap();
+        f.append(b"tail").unwrap();
+        f.sync().unwrap();
+        let want = total + big.len() + 4;
+        assert_eq!(f.len(), want as u64);
         let data = env.read_all(&p).unwrap();
-        assert_eq!(&data[..6], b"hello ");
-        assert_eq!(&data[data.len() - 4..], b"tail");
+        assert_eq!(data.len(), want);
+        assert_eq!(&data[total..total + big.len()], &big[..]);
+        assert_eq!(&data[want - 4..], b"tail");
+    }
+
+    #[test]
+    fn random_access_reads_and_short_reads() {
+        let (dir, env) = setup();
+        let p = dir.path().join("t.sst");
+        let mut f = env.create_writable(&p).unwrap();
+        f.append(b"0123456789").unwrap();
+        drop(f);
         let r = env.open_random_access(&p).unwrap();
-        assert_eq!(r.read_at(0, 5).unwrap(), b"hello");
-        assert!(r.read_at(r.len() - 2, 10).unwrap_err().is_corruption());
-        let q = dir.path().join("b");
-        env.rename(&p, &q).unwrap();
-        env.sync_dir(dir.path()).unwrap();
-        assert!(!env.exists(&p) && env.exists(&q));
-        let l = env.lock_file(&dir.path().join("LOCK")).unwrap();
-        assert!(matches!(
-            env.lock_file(&dir.path().join("LOCK")),
-            Err(Error::Locked(_))
-        ));
+        assert_eq!(r.len(), 10);
+        assert_eq!(r.read_at(2, 3).unwrap(), b"234");
+        assert_eq!(r.read_at(10, 0).unwrap(), b"");
+        for (off, len) in [(8u64, 5usize), (11, 0), (u64::MAX, 2), (0, usize::MAX)] {
+            let err = r.read_at(off, len).unwrap_err();
+            assert!(err.is_corruption(), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("t.sst") && msg.contains("short read"), "{msg}");
+            assert!(msg.contains(&format!("offset {off}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn directory_operations() {
+        let (dir, env) = setup();
+        let sub = dir.path().join("x/y");
+        env.create_dir_all(&sub).unwrap();
+        assert!(env.exists(&sub));
+        for name in ["a", "b"] {
+            let mut f = env.create_writable(&sub.join(name)).unwrap();
+            f.append(name.as_bytes()).unwrap();
+            f.sync().unwrap();
+        }
+        env.sync_dir(&sub).unwrap();
+        env.rename(&sub.join("a"), &sub.join("c")).unwrap();
+        env.remove_file(&sub.join("b")).unwrap();
+        let mut names = env.list_dir(&sub).unwrap();
+        names.sort();
+        assert_eq!(names, vec!["c"]);
+        assert_eq!(env.read_all(&sub.join("c")).unwrap(), b"a");
+        env.truncate(&sub.join("c"), 0).unwrap();
+        assert_eq!(env.file_size(&sub.join("c")).unwrap(), 0);
+        assert!(!env.exists(&sub.join("a")));
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let (dir, env) = setup();
+        let missing = dir.path().join("missing");
+        let errs = [
+            env.read_all(&missing).unwrap_err(),
+            env.open_random_access(&missing).map(|_| ()).unwrap_err(),
+            env.file_size(&missing).unwrap_err(),
+            env.remove_file(&missing).unwrap_err(),
+            env.rename(&missing, &dir.path().join("b")).unwrap_err(),
+            env.truncate(&missing, 0).unwrap_err(),
+            env.list_dir(&missing).unwrap_err(),
+            env.sync_dir(&missing).unwrap_err(),
+        ];
+        for e in errs {
+            assert!(matches!(e, Error::Io { .. }), "{e}");
+            assert!(e.to_string().contains("missing"), "{e}");
+            assert_eq!(e.errno(), libc::ENOENT);
+        }
+        let bad = dir.path().join("no/such/dir/f");
+        let e = env.create_writable(&bad).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("no/such/dir/f"), "{e}");
+    }
+
+    #[test]
+    fn locks_are_exclusive_until_dropped() {
+        let (dir, env) = setup();
+        let lock_path = dir.path().join("LOCK");
+        let l = env.lock_file(&lock_path).unwrap();
+        assert!(env.exists(&lock_path));
+        match env.lock_file(&lock_path) {
+            Err(Error::Locked(p)) => assert_eq!(p, dir.path()),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("second lock succeeded"),
+        }
         drop(l);
-        env.lock_file(&dir.path().join("LOCK")).unwrap();
+        let _l = env.lock_file(&lock_path).unwrap();
     }
 }
