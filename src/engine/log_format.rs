@@ -9,11 +9,26 @@
 //! +-----------------+--------------+---------+-----------------+
 //! ```
 //!
-//! The CRC covers the type byte and the payload. A record that fits in the
-//! rest of the block is one FULL fragment; otherwise it is FIRST, MIDDLE...,
-//! LAST. A block tail shorter than a header is zero-filled. Blocks let a
-//! reader resynchronise after damage and keep a torn write confined to the
-//! end of the log.
+//! - `masked crc32`: crc32 (Castagnoli is LevelDB's; lsmfs uses the IEEE
+//!   polynomial of `crc32fast`) of the type byte followed by the payload,
+//!   stored masked as `((crc >> 15) | (crc << 17)).wrapping_add(0xa282ead8)`
+//!   so that a CRC computed over bytes that embed CRCs is not degenerate.
+//! - `length`: payload bytes, at most `BLOCK_SIZE - HEADER_SIZE`; a fragment
+//!   never crosses a block boundary.
+//! - `type`: `FULL` (1) a whole record; `FIRST` (2), `MIDDLE` (3), `LAST` (4)
+//!   the pieces of a record split across blocks; `ZERO_TYPE` (0) never
+//!   written in a header: an all-zero header is padding or preallocated space.
+//!
+//! A record that fits in the rest of the block is one FULL fragment;
+//! otherwise it is FIRST, MIDDLE..., LAST (a record may start with an empty
+//! FIRST when exactly a header's worth of bytes is left). A block tail
+//! shorter than a header (0 to 6 bytes) is zero-filled and skipped by
+//! readers. A record may be empty (a FULL fragment with length 0).
+//!
+//! Why blocks: every block starts with a fragment header, so a reader can
+//! find record boundaries after damage without trusting any length field
+//! before it (see `log_reader` for how that separates a torn tail from
+//! corruption), and a torn write only ever damages the end of the log.
 
 pub const BLOCK_SIZE: usize = 32 * 1024;
 pub const HEADER_SIZE: usize = 7;
@@ -52,6 +67,17 @@ mod tests {
         for c in [0u32, 1, 0xdead_beef, u32::MAX] {
             assert_eq!(unmask_crc(mask_crc(c)), c);
             assert_ne!(mask_crc(c), c);
+            let formula = ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8);
+            assert_eq!(mask_crc(c), formula);
         }
+    }
+
+    #[test]
+    fn crc_covers_type_and_payload() {
+        assert_ne!(fragment_crc(FULL, b"x"), fragment_crc(FIRST, b"x"));
+        assert_ne!(fragment_crc(FULL, b"x"), fragment_crc(FULL, b"y"));
+        let mut h = crc32fast::Hasher::new();
+        h.update(&[FULL, b'a', b'b']);
+        assert_eq!(fragment_crc(FULL, b"ab"), h.finalize());
     }
 }
