@@ -67,6 +67,8 @@ mod tests {
         for c in [0u32, 1, 0xdead_beef, u32::MAX] {
             assert_eq!(unmask_crc(mask_crc(c)), c);
             assert_ne!(mask_crc(c), c);
+            // The literal formula of the format description, on purpose.
+            #[allow(clippy::manual_rotate)]
             let formula = ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8);
             assert_eq!(mask_crc(c), formula);
         }
