@@ -43,6 +43,19 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Entries with `start <= key < end`, in key order, at most `limit` of them.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// `scan` that lends each entry to `f` instead of copying it out.
+    fn scan_visit(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> io::Result<()> {
+        for (k, v) in self.scan(start, end, limit)? {
+            f(&k, &v);
+        }
+        Ok(())
+    }
     /// Apply a batch atomically. Once this returns Ok the batch survives a
     /// kill of the process; with `sync` it also survives power loss.
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()>;
@@ -180,6 +193,21 @@ impl Store for EngineStore {
         }
         self.db
             .scan(start, Some(end), limit, None)
+            .map_err(engine_err)
+    }
+
+    fn scan_visit(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> io::Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        self.db
+            .scan_visit(start, Some(end), limit, None, f)
             .map_err(engine_err)
     }
 

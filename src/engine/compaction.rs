@@ -16,6 +16,7 @@
 //! `target_file_size`, always between two user keys so that a user key never
 //! spans two files of one level.
 
+use super::db::SCAN_READ_AHEAD;
 use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
 use super::env::Env;
 use super::error::{Error, Result};
@@ -23,7 +24,7 @@ use super::filename::table_file_name;
 use super::iterator::InternalIterator;
 use super::merge_iter::MergingIterator;
 use super::options::{Options, NUM_LEVELS};
-use super::sstable::{TableBuilder, TableOptions};
+use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{LevelIterator, Version};
 use super::version_edit::{FileMetaData, VersionEdit};
@@ -199,23 +200,28 @@ pub fn merge(
     ctx: &MergeContext<'_>,
     new_file: &mut dyn FnMut() -> u64,
 ) -> Result<Vec<FileMetaData>> {
+    // Inputs are read whole: in large runs, and around the block cache.
+    let ahead = ReadAhead {
+        upper: None,
+        max_bytes: SCAN_READ_AHEAD,
+        fill_cache: false,
+    };
     let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
     if c.level == 0 {
         for f in &c.inputs {
             let t = ctx.tables.get_table(f.number, f.file_size)?;
-            children.push(Box::new(t.iter()));
+            children.push(Box::new(t.iter_with(Some(ahead.clone()))));
         }
     } else {
-        children.push(Box::new(LevelIterator::new(
-            ctx.tables.clone(),
-            c.inputs.clone(),
-        )));
+        children.push(Box::new(
+            LevelIterator::new(ctx.tables.clone(), c.inputs.clone())
+                .read_ahead(Some(ahead.clone())),
+        ));
     }
     if !c.next_inputs.is_empty() {
-        children.push(Box::new(LevelIterator::new(
-            ctx.tables.clone(),
-            c.next_inputs.clone(),
-        )));
+        children.push(Box::new(
+            LevelIterator::new(ctx.tables.clone(), c.next_inputs.clone()).read_ahead(Some(ahead)),
+        ));
     }
     let mut input = MergingIterator::new(children);
     input.seek_to_first();

@@ -35,7 +35,7 @@ use super::log_writer::LogWriter;
 use super::memtable::{MemGet, MemTable};
 use super::merge_iter::MergingIterator;
 use super::options::{Options, SyncMode, NUM_LEVELS};
-use super::sstable::{TableBuilder, TableOptions};
+use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{TableGet, Version};
 use super::version_edit::{FileMetaData, VersionEdit};
@@ -50,6 +50,8 @@ use std::time::Duration;
 
 /// Group commits are capped at this many bytes of batch data.
 const MAX_GROUP_BYTES: usize = 1 << 20;
+/// Most bytes a range scan (or compaction) reads from a table at once.
+pub(crate) const SCAN_READ_AHEAD: usize = 1 << 20;
 
 /// Per-level figures.
 #[derive(Debug, Clone, Default)]
@@ -535,7 +537,7 @@ impl Db {
 
     /// A merged iterator over the whole key space, as of `snap` or now.
     pub fn iter(&self, snap: Option<&Snapshot>) -> Result<DbIterator> {
-        self.handle.shared.iter(snap)
+        self.handle.shared.iter(snap, None)
     }
 
     /// Up to `limit` live entries with `start <= key < end` (`end` None = unbounded).
@@ -546,18 +548,44 @@ impl Db {
         limit: usize,
         snap: Option<&Snapshot>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut it = self.iter(snap)?;
-        it.seek(start);
         let mut out = Vec::new();
-        while it.valid() && out.len() < limit {
+        self.scan_visit(start, end, limit, snap, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()))
+        })?;
+        Ok(out)
+    }
+
+    /// `scan` that hands each entry to `f` instead of copying it.
+    pub fn scan_visit(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        snap: Option<&Snapshot>,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        // A scan for one or a few keys reads block by block through the
+        // block cache; a longer one reads the blocks up to `end` ahead, up to
+        // 1 MiB at a time, past the cache (what it reads is file data or a
+        // directory listing, which the kernel caches above us, and it would
+        // evict the metadata blocks point lookups need).
+        let ahead = (limit > 8).then(|| ReadAhead {
+            upper: end.map(Arc::from),
+            max_bytes: SCAN_READ_AHEAD,
+            fill_cache: false,
+        });
+        let mut it = self.handle.shared.iter(snap, ahead.as_ref())?;
+        it.seek(start);
+        let mut n = 0;
+        while it.valid() && n < limit {
             if end.is_some_and(|e| it.key() >= e) {
                 break;
             }
-            out.push((it.key().to_vec(), it.value().to_vec()));
+            f(it.key(), it.value());
+            n += 1;
             it.next();
         }
-        it.status()?;
-        Ok(out)
+        it.status()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -757,7 +785,7 @@ impl Shared {
         }
     }
 
-    fn iter(&self, snap: Option<&Snapshot>) -> Result<DbIterator> {
+    fn iter(&self, snap: Option<&Snapshot>, ahead: Option<&ReadAhead>) -> Result<DbIterator> {
         let seq = snap.map_or_else(|| self.visible_seq.load(Ordering::Acquire), |s| s.sequence);
         let (mem, imm, version) = {
             let st = lock(&self.state);
@@ -767,7 +795,7 @@ impl Shared {
         if let Some(imm) = &imm {
             children.push(Box::new(imm.iter()));
         }
-        children.extend(version.iterators(&self.tables)?);
+        children.extend(version.iterators(&self.tables, ahead)?);
         Ok(DbIterator::new(
             MergingIterator::new(children),
             seq,

@@ -14,7 +14,7 @@ use super::dbformat::{compare_internal, parse_internal_key, user_key, ValueType}
 use super::error::{Error, Result};
 use super::iterator::InternalIterator;
 use super::options::NUM_LEVELS;
-use super::sstable::TableIterator;
+use super::sstable::{ReadAhead, TableIterator};
 use super::table_cache::TableCache;
 use super::version_edit::FileMetaData;
 use std::cmp::Ordering;
@@ -138,18 +138,22 @@ impl Version {
 
     /// Iterators over every table of this version: one per L0 file, one
     /// concatenating iterator per deeper non-empty level.
-    pub fn iterators(&self, tables: &Arc<TableCache>) -> Result<Vec<Box<dyn InternalIterator>>> {
+    pub fn iterators(
+        &self,
+        tables: &Arc<TableCache>,
+        ahead: Option<&ReadAhead>,
+    ) -> Result<Vec<Box<dyn InternalIterator>>> {
         let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
         for f in self.files[0].iter().rev() {
             let t = tables.get_table(f.number, f.file_size)?;
-            out.push(Box::new(t.iter()));
+            out.push(Box::new(t.iter_with(ahead.cloned())));
         }
         for level in 1..NUM_LEVELS {
             if !self.files[level].is_empty() {
-                out.push(Box::new(LevelIterator::new(
-                    tables.clone(),
-                    self.files[level].clone(),
-                )));
+                out.push(Box::new(
+                    LevelIterator::new(tables.clone(), self.files[level].clone())
+                        .read_ahead(ahead.cloned()),
+                ));
             }
         }
         Ok(out)
@@ -220,6 +224,7 @@ pub struct LevelIterator {
     index: usize,
     current: Option<TableIterator>,
     error: Option<Error>,
+    ahead: Option<ReadAhead>,
 }
 
 impl LevelIterator {
@@ -230,7 +235,14 @@ impl LevelIterator {
             files,
             current: None,
             error: None,
+            ahead: None,
         }
+    }
+
+    /// Read each table's blocks ahead as `ahead` says.
+    pub fn read_ahead(mut self, ahead: Option<ReadAhead>) -> LevelIterator {
+        self.ahead = ahead;
+        self
     }
 
     fn open(&mut self, index: usize) -> bool {
@@ -241,7 +253,7 @@ impl LevelIterator {
         };
         match self.tables.get_table(f.number, f.file_size) {
             Ok(t) => {
-                self.current = Some(t.iter());
+                self.current = Some(t.iter_with(self.ahead.clone()));
                 true
             }
             Err(e) => {

@@ -191,30 +191,8 @@ impl FsCore {
         let mut out = vec![0u8; (end - offset) as usize];
         let first = offset / CHUNK_SIZE;
         let last = (end - 1) / CHUNK_SIZE;
-        // A point get (bloom filter, one block) is far cheaper than a merged
-        // range scan, so reads of a few chunks use gets.
-        let chunks = if last - first < 4 {
-            let mut v = Vec::new();
-            for idx in first..=last {
-                let k = chunk_key(ino, idx);
-                if let Some(c) = self.store.get(&k).map_err(io_errno)? {
-                    v.push((k, c));
-                }
-            }
-            v
-        } else {
-            self.store
-                .scan(
-                    &chunk_key(ino, first),
-                    &chunk_key(ino, last + 1),
-                    (last - first + 1) as usize,
-                )
-                .map_err(io_errno)?
-        };
-        for (k, v) in chunks {
-            let Some(Key::Chunk(_, idx)) = parse_key(&k) else {
-                continue;
-            };
+        // Copy the part of chunk `idx` (holding `v`) that overlaps the read.
+        let mut place = |idx: u64, v: &[u8]| {
             let cstart = idx * CHUNK_SIZE;
             let from = offset.max(cstart);
             let to = end.min(cstart + (v.len() as u64).min(CHUNK_SIZE));
@@ -223,6 +201,28 @@ impl FsCore {
                 let dst = (from - offset) as usize;
                 out[dst..dst + src.len()].copy_from_slice(src);
             }
+        };
+        // A point get (bloom filter, one block) is far cheaper than a merged
+        // range scan, so reads of a few chunks use gets.
+        if last - first < 4 {
+            for idx in first..=last {
+                if let Some(c) = self.store.get(&chunk_key(ino, idx)).map_err(io_errno)? {
+                    place(idx, &c);
+                }
+            }
+        } else {
+            self.store
+                .scan_visit(
+                    &chunk_key(ino, first),
+                    &chunk_key(ino, last + 1),
+                    (last - first + 1) as usize,
+                    &mut |k, v| {
+                        if let Some(Key::Chunk(_, idx)) = parse_key(k) {
+                            place(idx, v);
+                        }
+                    },
+                )
+                .map_err(io_errno)?;
         }
         Ok(out)
     }
