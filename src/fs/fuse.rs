@@ -454,7 +454,10 @@ impl fuser::Filesystem for FuseFs {
         _lo: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Every write is in the WAL before its reply, so close(2) has
+        // nothing to push. ENOSYS tells the kernel never to send FLUSH again
+        // (it then treats close as succeeding): one round trip less per close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
