@@ -58,6 +58,11 @@ pub struct MountArgs {
     /// Memtable size in bytes (flushed to a table when full).
     #[arg(long, default_value_t = 4 << 20)]
     pub memtable_size: usize,
+    /// Kernel read-ahead for this mount, in KiB (the kernel caps a FUSE
+    /// mount at 128 KiB; larger windows mean fewer, larger reads, several
+    /// in flight). 0 leaves the kernel's setting.
+    #[arg(long, default_value_t = 4096)]
+    pub readahead_kb: u64,
     /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
     /// nosuid, noexec, writeback_cache (weakens the kill -9 guarantee), or
     /// any other option the kernel's FUSE understands (e.g. max_read=N).
@@ -514,6 +519,30 @@ fn unmount(mountpoint: &Path) -> Result<(), String> {
     }
 }
 
+/// Set the read-ahead window of the mount's backing device info
+/// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`). FUSE starts every mount at
+/// the 128 KiB default whatever `max_readahead` says, and only root may
+/// raise it; without the right this is logged and skipped.
+fn set_readahead(mountpoint: &Path, kb: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            log::warn!("read-ahead not set: stat {}: {e}", mountpoint.display());
+            return;
+        }
+    };
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    match std::fs::write(&path, format!("{kb}\n")) {
+        Ok(()) => log::info!("read-ahead {kb} KiB ({path})"),
+        Err(e) => log::info!("read-ahead left at the kernel's default: {path}: {e}"),
+    }
+}
+
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a local set.
     unsafe {
@@ -616,6 +645,9 @@ fn serve(
         )
     })?;
     let session = start_session(fs, mountpoint, parsed, args.threads)?;
+    if args.readahead_kb > 0 {
+        set_readahead(mountpoint, args.readahead_kb);
+    }
     log::info!(
         "mounted {} on {} ({} threads, sync {}{})",
         args.data_dir.display(),
