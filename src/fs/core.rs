@@ -140,7 +140,10 @@ impl FsCore {
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 if ver != Some(FORMAT_VERSION) {
-                    log::error!("unsupported filesystem format {ver:?}");
+                    log::error!(
+                        "unsupported filesystem format {ver:?} (this lsmfs reads format \
+                         {FORMAT_VERSION} only)"
+                    );
                     return Err(libc::EIO);
                 }
                 let hwm = store

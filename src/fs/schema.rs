@@ -20,13 +20,13 @@
 //! writers — so small chunks keep that rewrite cost low, while a 1 MiB write
 //! is still only 64 values and a sequential read one short range scan.
 
-pub const CHUNK_SIZE: u64 = 16 * 1024;
+pub const CHUNK_SIZE: u64 = 4 * 1024;
 pub const ROOT_INO: u64 = 1;
 /// The hidden statistics file at the root (never stored).
 pub const STATS_INO: u64 = 2;
 pub const FIRST_INO: u64 = 16;
 pub const STATS_NAME: &[u8] = b".lsmfs-stats";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub fn inode_key(ino: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
