@@ -175,20 +175,30 @@ def run(mnt, state, seed):
         apply(m, op)
 
 
+def write_all(fd, data, off=None):
+    """Write all of data, as a careful program does: a write cut short (the
+    daemon died after acknowledging part of it) is retried, and the retry
+    fails, so the op is never journalled as done."""
+    done = 0
+    while done < len(data):
+        chunk = data[done:]
+        done += os.write(fd, chunk) if off is None else os.pwrite(fd, chunk, off + done)
+
+
 def do(mnt, op):
     k = op["kind"]
     P = lambda p: mnt + p  # noqa: E731
     if k == "create":
         fd = os.open(P(op["path"]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, data_for(op["n"], op["len"])) if op["len"] else None
+        write_all(fd, data_for(op["n"], op["len"]))
         os.close(fd)
     elif k == "append":
         fd = os.open(P(op["path"]), os.O_WRONLY | os.O_APPEND)
-        os.write(fd, data_for(op["n"], op["len"]))
+        write_all(fd, data_for(op["n"], op["len"]))
         os.close(fd)
     elif k == "overwrite":
         fd = os.open(P(op["path"]), os.O_WRONLY)
-        os.pwrite(fd, data_for(op["n"], op["len"]), op["off"])
+        write_all(fd, data_for(op["n"], op["len"]), op["off"])
         os.close(fd)
     elif k in ("rename", "rename_dir"):
         os.rename(P(op["src"]), P(op["dst"]))
