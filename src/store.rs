@@ -149,14 +149,21 @@ impl EngineStore {
         sync_always: bool,
         write_buffer_size: usize,
     ) -> Result<EngineStore, String> {
+        let d = crate::engine::Options::default();
         let opts = crate::engine::Options {
             write_buffer_size,
+            // L1 holds what one L0 compaction brings (trigger x memtable),
+            // so a big memtable does not leave L1 permanently over budget.
+            max_bytes_for_level_base: d
+                .max_bytes_for_level_base
+                .max((d.l0_compaction_trigger * write_buffer_size) as u64),
+            target_file_size: d.target_file_size.max(write_buffer_size as u64 / 4),
             sync_mode: if sync_always {
                 crate::engine::SyncMode::Always
             } else {
                 crate::engine::SyncMode::OnRequest
             },
-            ..Default::default()
+            ..d
         };
         Self::open_with(dir, opts)
     }

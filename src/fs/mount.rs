@@ -55,8 +55,10 @@ pub struct MountArgs {
     /// `always`: fsync the WAL before every reply; `on-fsync`: only on fsync/fdatasync/syncfs.
     #[arg(long, default_value = "on-fsync", value_parser = ["always", "on-fsync"])]
     pub sync: String,
-    /// Memtable size in bytes (flushed to a table when full).
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Memtable size in bytes (flushed to a table when full). Two can be
+    /// in memory at once; bigger ones mean fewer flushes and WAL switches
+    /// (each fsyncs the old WAL) and less compaction.
+    #[arg(long, default_value_t = 32 << 20)]
     pub memtable_size: usize,
     /// Kernel read-ahead for this mount, in KiB (the kernel caps a FUSE
     /// mount at 128 KiB; larger windows mean fewer, larger reads, several
