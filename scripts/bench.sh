@@ -112,6 +112,15 @@ for i in range(500):
 os.close(fd)
 EOF
 
+# One FUSE round trip per call: the floor under every metadata workload.
+cat >"$WORK/setattr_loop.py" <<'EOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+for i in range(20000):
+    os.fchmod(fd, 0o644 if i % 2 else 0o600)
+os.close(fd)
+EOF
+
 LSMFS_PID=
 lsmfs_mount() {
   local out
@@ -166,6 +175,7 @@ run_all() { # run_all TARGET DIR
   awk -F';' -v t="$T" '{printf "  %s fio 4k randwrite: %d IOPS, %.1f MiB/s\n", t, $49, $48/1024}' \
     "$WORK/out.$T.fio-4k-randwrite" 2>/dev/null | tee -a "$NOTES" || true
   t "$T" 500-fsync-appends python3 "$WORK/fsync_appends.py" "$D/appends"
+  t "$T" 20k-fchmod python3 "$WORK/setattr_loop.py" "$D/fchmod"
 }
 
 START=$(now)

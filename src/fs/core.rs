@@ -377,21 +377,46 @@ impl FsCore {
         let may_have_chunks = known
             .as_ref()
             .is_none_or(|a| a.kind == KIND_FILE && a.inline.is_none());
-        if may_have_chunks {
-            let chunks = self
-                .store
-                .scan(
-                    &chunk_key(ino, 0),
-                    &chunk_range_end(ino),
-                    MAX_INLINE_DELETES + 1,
-                )
-                .map_err(io_errno)?;
-            if chunks.len() > MAX_INLINE_DELETES {
-                return Ok(false);
+        // Chunks lie past the size only while a reclaim is pending (`O`
+        // key); otherwise a small file's chunk keys are known without the
+        // range scan (a merged iterator over every level): delete each index
+        // below the size, existing or a hole.
+        let blind = known
+            .as_ref()
+            .map(|a| chunks_for(a.size))
+            .filter(|&n| n <= MAX_INLINE_DELETES as u64);
+        match blind {
+            Some(n)
+                if may_have_chunks
+                    && self
+                        .store
+                        .get(&orphan_key(ino))
+                        .map_err(io_errno)?
+                        .is_none() =>
+            {
+                for idx in 0..n {
+                    b.delete(chunk_key(ino, idx));
+                }
             }
-            for (k, _) in chunks {
-                b.delete(k);
+            _ if may_have_chunks => {
+                let chunks = self
+                    .store
+                    .scan(
+                        &chunk_key(ino, 0),
+                        &chunk_range_end(ino),
+                        MAX_INLINE_DELETES + 1,
+                    )
+                    .map_err(io_errno)?;
+                if chunks.len() > MAX_INLINE_DELETES {
+                    return Ok(false);
+                }
+                for (k, _) in chunks {
+                    b.delete(k);
+                }
+                // A pending reclaim (if that is why we scanned) is done too.
+                b.delete(orphan_key(ino));
             }
+            _ => {}
         }
         if known.as_ref().is_none_or(|a| a.has_xattrs) {
             self.delete_xattr_keys(ino, b)?;
@@ -702,6 +727,47 @@ mod tests {
             f.read(a.ino, 0, 1 << 20).unwrap(),
             vec![5u8; CHUNK_SIZE as usize]
         );
+    }
+
+    /// Unlink deletes every chunk: dense, sparse, past the blind-delete
+    /// limit, and with a reclaim pending (chunks past the size).
+    #[test]
+    fn unlink_leaves_no_chunks() {
+        let (store, f) = fs();
+        let dense = f.create(U, ROOT_INO, b"dense", 0o644).unwrap().ino;
+        f.write(U, dense, 0, &vec![1u8; 10 * CHUNK_SIZE as usize + 7], false)
+            .unwrap();
+        let sparse = f.create(U, ROOT_INO, b"sparse", 0o644).unwrap().ino;
+        f.write(U, sparse, 3 * CHUNK_SIZE, b"x", false).unwrap();
+        f.write(U, sparse, 90 * CHUNK_SIZE + 5, b"y", false)
+            .unwrap();
+        let big = f.create(U, ROOT_INO, b"big", 0o644).unwrap().ino;
+        let n = MAX_INLINE_DELETES as u64 + 9;
+        f.write(U, big, 0, &vec![2u8; (n * CHUNK_SIZE) as usize], false)
+            .unwrap();
+        // A truncate whose bounded deletions have not run yet.
+        let pending = f.create(U, ROOT_INO, b"pending", 0o644).unwrap().ino;
+        f.write(U, pending, 0, &vec![3u8; 20 * CHUNK_SIZE as usize], false)
+            .unwrap();
+        let mut at = f.getattr(pending).unwrap();
+        at.size = CHUNK_SIZE;
+        let mut b = Batch::new();
+        FsCore::put_attr(&mut b, &at);
+        b.put(orphan_key(pending), Vec::new());
+        store.write(b, false).unwrap();
+        f.drop_cache();
+        for name in [&b"dense"[..], b"sparse", b"big", b"pending"] {
+            f.unlink(U, ROOT_INO, name).unwrap();
+        }
+        for ino in [dense, sparse, big, pending] {
+            assert_eq!(
+                keys_with_prefix(&store, &chunk_key(ino, 0)[..9]),
+                0,
+                "ino {ino}"
+            );
+            assert_eq!(keys_with_prefix(&store, &inode_key(ino)), 0);
+        }
+        assert_eq!(keys_with_prefix(&store, b"O"), 0);
     }
 
     #[test]
