@@ -564,12 +564,12 @@ impl Db {
         snap: Option<&Snapshot>,
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<()> {
-        // A scan for one or a few keys reads block by block through the
+        // A scan for at most 4 keys reads block by block through the
         // block cache; a longer one reads the blocks up to `end` ahead, up to
         // 1 MiB at a time, past the cache (what it reads is file data or a
         // directory listing, which the kernel caches above us, and it would
         // evict the metadata blocks point lookups need).
-        let ahead = (limit > 8).then(|| ReadAhead {
+        let ahead = (limit > 4).then(|| ReadAhead {
             upper: end.map(Arc::from),
             max_bytes: SCAN_READ_AHEAD,
             fill_cache: false,
