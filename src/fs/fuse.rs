@@ -446,6 +446,23 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
+    /// No ioctls (Python asks every file it opens whether it is a
+    /// terminal): answered quietly, since fuser's default logs a warning
+    /// per call.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn flush(
         &self,
         _req: &Request,
