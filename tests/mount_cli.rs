@@ -25,6 +25,62 @@ fn proc_mounts_names_lsmfs_as_source_and_subtype() {
     assert!(mounts.contains(&want), "{want} not in /proc/mounts");
 }
 
+/// isatty() on a file (every Python open does it) gets ENOTTY, quietly.
+#[test]
+fn ioctl_is_enotty_without_log_noise() {
+    use std::os::unix::io::AsRawFd;
+    let m = Mounted::new();
+    fs::write(m.path("f"), b"x").unwrap();
+    for _ in 0..3 {
+        let f = fs::File::open(m.path("f")).unwrap();
+        let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: TCGETS writes at most one termios into `t`.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, t.as_mut_ptr()) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+    }
+    assert!(
+        !m.log_text().contains("Not Implemented"),
+        "{}",
+        m.log_text()
+    );
+}
+
+/// The mount's kernel read-ahead window is raised past FUSE's 128 KiB (as
+/// root; the log says when it could not be), and `--readahead-kb` sets it.
+#[test]
+fn readahead_window_is_set_on_the_mounts_bdi() {
+    use std::os::unix::fs::MetadataExt;
+    for (args, want) in [(&[][..], "4096"), (&["--readahead-kb", "512"][..], "512")] {
+        let m = Mounted::with_args(args);
+        let dev = fs::metadata(&m.mnt).unwrap().dev();
+        let bdi = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        // The daemon sets it right after the mount goes live: poll briefly.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if m.log_text()
+                .contains("read-ahead left at the kernel's default")
+            {
+                eprintln!("skipped: not allowed to set {bdi}");
+                return;
+            }
+            let got = fs::read_to_string(&bdi).unwrap();
+            if got.trim() == want || Instant::now() > deadline {
+                assert_eq!(got.trim(), want, "{bdi}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn sigterm_and_sigint_unmount_cleanly_and_keep_the_data() {
     let mut m = Mounted::new();
