@@ -1150,6 +1150,19 @@ mod tests {
         .unwrap()
     }
 
+    /// Open the table at `p` again, without a block cache.
+    fn open_uncached(env: &FaultEnv, p: &Path, number: u64) -> Arc<Table> {
+        let size = env.file_size(p).unwrap();
+        Table::open(
+            env.open_random_access(p).unwrap(),
+            p.to_path_buf(),
+            number,
+            size,
+            None,
+        )
+        .unwrap()
+    }
+
     fn entries(n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
         (0..n)
             .map(|i| {
@@ -1354,25 +1367,10 @@ mod tests {
         let p = Path::new("/rc.sst");
         let es = entries(1000);
         build(&env, p, &es);
-        let size = env.file_size(p).unwrap();
-        let t = Table::open(
-            env.open_random_access(p).unwrap(),
-            p.to_path_buf(),
-            3,
-            size,
-            None,
-        )
-        .unwrap();
+        let t = open_uncached(&env, p, 3);
         let (_, h) = t.index_entries().unwrap()[5];
         assert!(env.corrupt_byte(p, h.offset as usize + 3));
-        let t = Table::open(
-            env.open_random_access(p).unwrap(),
-            p.to_path_buf(),
-            3,
-            size,
-            None,
-        )
-        .unwrap();
+        let t = open_uncached(&env, p, 3);
         let mut it = t.iter_with(Some(ReadAhead {
             upper: None,
             max_bytes: 1 << 20,
@@ -1397,15 +1395,7 @@ mod tests {
         let es = entries(500);
         build(&env, p, &es);
         assert!(env.corrupt_byte(p, 100));
-        let size = env.file_size(p).unwrap();
-        let t = Table::open(
-            env.open_random_access(p).unwrap(),
-            p.to_path_buf(),
-            2,
-            size,
-            None,
-        )
-        .unwrap();
+        let t = open_uncached(&env, p, 2);
         let err = t.verify().unwrap_err();
         assert!(
             err.to_string().contains("/c.sst") && err.to_string().contains("offset 0"),
