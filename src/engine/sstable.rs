@@ -44,6 +44,10 @@ pub const MAGIC: u64 = 0x6c73_6d66_7373_7431;
 pub const FOOTER_SIZE: usize = 48;
 const TRAILER_SIZE: usize = 5;
 const MAX_BLOCK_SIZE: u64 = 256 << 20;
+/// An iterator without a `ReadAhead` reads ahead once `next` has taken it
+/// into this many blocks in a row, in runs of this many bytes.
+const AUTO_READ_AHEAD_AFTER: u32 = 2;
+const AUTO_READ_AHEAD_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BlockHandle {
@@ -858,6 +862,7 @@ impl Table {
             error: None,
             ahead,
             prefetched: VecDeque::new(),
+            sequential: 0,
         }
     }
 
@@ -935,6 +940,8 @@ pub struct TableIterator {
     ahead: Option<ReadAhead>,
     /// Blocks read ahead, by offset, in file order.
     prefetched: VecDeque<(u64, Arc<Block>)>,
+    /// Blocks stepped into by `next` since the last seek.
+    sequential: u32,
 }
 
 impl TableIterator {
@@ -978,8 +985,16 @@ impl TableIterator {
                 return Ok(b);
             }
         }
-        let Some(ahead) = self.ahead.clone() else {
-            return self.table.read_block(h);
+        let ahead = match &self.ahead {
+            Some(a) => a.clone(),
+            // An iterator without a plan that has walked from block to block
+            // is scanning: read ahead anyway, as RocksDB's auto read-ahead does.
+            None if self.sequential >= AUTO_READ_AHEAD_AFTER => ReadAhead {
+                upper: None,
+                max_bytes: AUTO_READ_AHEAD_BYTES,
+                fill_cache: true,
+            },
+            None => return self.table.read_block(h),
         };
         let table = self.table.clone();
         if let Some(c) = &table.cache {
@@ -1055,6 +1070,7 @@ impl TableIterator {
                 None => return,
             }
             self.index.next();
+            self.sequential += 1;
             if !self.load_block() {
                 return;
             }
@@ -1072,6 +1088,7 @@ impl InternalIterator for TableIterator {
 
     fn seek_to_first(&mut self) {
         self.error = None;
+        self.sequential = 0;
         self.index.seek_to_first();
         if self.load_block() {
             if let Some(d) = self.data.as_mut() {
@@ -1083,6 +1100,7 @@ impl InternalIterator for TableIterator {
 
     fn seek(&mut self, target: &[u8]) {
         self.error = None;
+        self.sequential = 0;
         self.index.seek(target);
         if self.load_block() {
             if let Some(d) = self.data.as_mut() {
@@ -1359,6 +1377,44 @@ mod tests {
                 assert!(index.iter().all(|(_, h)| h.size < 400));
             }
         }
+    }
+
+    /// A plain iterator that keeps stepping into the next block starts
+    /// reading ahead by itself; one that seeks around does not.
+    #[test]
+    fn plain_iterator_reads_ahead_once_it_is_scanning() {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let env = FaultEnv::new();
+        let p = Path::new("/auto.sst");
+        let es = entries(3000);
+        build(&env, p, &es);
+        let reads = Arc::new(AtomicU64::new(0));
+        let file = CountingFile {
+            inner: env.open_random_access(p).unwrap(),
+            reads: reads.clone(),
+            bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let size = env.file_size(p).unwrap();
+        let t = Table::open(Box::new(file), p.to_path_buf(), 9, size, None).unwrap();
+        let blocks = t.index_entries().unwrap().len() as u64;
+        reads.store(0, Relaxed);
+        let mut it = t.iter();
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            assert_eq!(it.key(), &es[n].0[..]);
+            n += 1;
+            it.next();
+        }
+        assert_eq!(n, es.len());
+        let scanned = reads.load(Relaxed);
+        assert!(scanned * 20 < blocks, "{scanned} reads for {blocks} blocks");
+        reads.store(0, Relaxed);
+        for (k, _) in es.iter().step_by(300) {
+            it.seek(k);
+            assert_eq!(it.key(), &k[..]);
+        }
+        assert_eq!(reads.load(Relaxed), 10, "one block per seek");
     }
 
     #[test]
