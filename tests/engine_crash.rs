@@ -65,8 +65,21 @@ fn contents(db: &Db) -> Result<Model, Error> {
     Ok(m)
 }
 
+/// How a trial ends.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// Power loss: only synced bytes and directory entries survive.
+    Power,
+    /// Power loss during writeback: part of the unsynced tail of each file
+    /// survives, possibly ending in zeros.
+    Torn,
+    /// kill -9: everything handed to the OS survives, so every acknowledged
+    /// batch must be there.
+    Kill,
+}
+
 /// One crash trial. Returns how many batches were acknowledged.
-fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize {
+fn trial(seed: u64, loss: Loss, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let db = Db::open(dir, opts(env)).expect("open before workload");
     let ops_before = env.op_count();
@@ -100,18 +113,29 @@ fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize 
     }
     assert!(env.op_count() > ops_before);
     drop(db);
-    env.crash();
+    match loss {
+        Loss::Power => env.crash(),
+        Loss::Torn => env.crash_torn(seed),
+        Loss::Kill => env.kill(),
+    }
     env.clear_faults();
+    // What must have survived: synced batches, or all acknowledged ones.
+    let must = match loss {
+        Loss::Kill => acked,
+        Loss::Power | Loss::Torn => synced,
+    };
 
-    let db = Db::open(dir, opts(env)).unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
-    let got = contents(&db).unwrap_or_else(|e| panic!("seed {seed}: read failed: {e}"));
-    // Find the prefix: at least every synced batch, at most every attempted one.
+    let db = Db::open(dir, opts(env))
+        .unwrap_or_else(|e| panic!("seed {seed} ({loss:?}): reopen failed: {e}"));
+    let got = contents(&db).unwrap_or_else(|e| panic!("seed {seed} ({loss:?}): read failed: {e}"));
+    // Find the prefix: at least every batch that must survive, at most
+    // every attempted one.
     let mut model = base.clone();
-    for b in &batches[..synced] {
+    for b in &batches[..must] {
         apply(&mut model, b);
     }
     let mut matched = got == model;
-    let mut n = synced;
+    let mut n = must;
     while !matched && n < batches.len() {
         apply(&mut model, &batches[n]);
         n += 1;
@@ -119,7 +143,7 @@ fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize 
     }
     assert!(
         matched,
-        "seed {seed}: recovered state is no prefix of the batches (synced {synced}, acked {acked}, attempted {})",
+        "seed {seed} ({loss:?}): recovered state is no prefix of the batches holding the first {must} (synced {synced}, acked {acked}, attempted {})",
         batches.len()
     );
     // The recovered store must take writes and survive a clean reopen.
@@ -142,6 +166,8 @@ fn trial(seed: u64, env: &Arc<FaultEnv>, dir: &Path, base: &mut Model) -> usize 
     acked
 }
 
+/// 300 crashes at random points — power losses, torn writebacks and kill -9
+/// in turn — on one store that lives through all of them.
 #[test]
 fn power_loss_at_random_points_keeps_a_synced_prefix() {
     let env = Arc::new(FaultEnv::new());
@@ -149,7 +175,8 @@ fn power_loss_at_random_points_keeps_a_synced_prefix() {
     let mut base = Model::new();
     let mut total = 0;
     for seed in 0..300 {
-        total += trial(seed, &env, dir, &mut base);
+        let loss = [Loss::Power, Loss::Torn, Loss::Kill][seed as usize % 3];
+        total += trial(seed, loss, &env, dir, &mut base);
     }
     assert!(
         total > 1000,
