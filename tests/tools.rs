@@ -88,6 +88,15 @@ fn check_inspect_stats_on_a_real_store() {
     fs::write(m.path("live"), b"x").unwrap();
     let t = text(&lsmfs(&["stats", m.mnt.to_str().unwrap()]));
     assert!(t.contains("live statistics") && t.contains("writes"), "{t}");
+    // ... with the FUSE requests served, by kind.
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("fuse_requests"))
+        .unwrap_or_else(|| panic!("no fuse_requests line in {t}"));
+    assert!(
+        line.contains("create ") && line.contains("write "),
+        "{line}"
+    );
     let o = lsmfs(&["check", &data]);
     assert_eq!(
         o.status.code(),

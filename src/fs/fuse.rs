@@ -11,6 +11,7 @@
 
 use super::core::{Caller, FsCore, SetAttr, TimeSet};
 use super::inode::{Attr, KIND_BLK, KIND_CHR, KIND_DIR, KIND_FIFO, KIND_SOCK, KIND_SYMLINK};
+use super::requests::{Req, RequestCounts};
 use super::schema::{ROOT_INO, STATS_INO, STATS_NAME};
 use super::FsConfig;
 use crate::store::Store;
@@ -40,6 +41,7 @@ pub struct FuseFs {
     next_fh: AtomicU64,
     dirs: Mutex<HashMap<u64, DirList>>,
     stats: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    requests: RequestCounts,
 }
 
 fn errno(e: i32) -> Errno {
@@ -118,6 +120,7 @@ impl FuseFs {
             next_fh: AtomicU64::new(1),
             dirs: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
+            requests: RequestCounts::default(),
         })
     }
 
@@ -130,7 +133,14 @@ impl FuseFs {
     }
 
     fn stats_text(&self) -> Vec<u8> {
-        self.core.store().stats_text().into_bytes()
+        let mut text = self.core.store().stats_text();
+        text.push_str(&self.requests.text());
+        text.into_bytes()
+    }
+
+    /// Requests served so far, by kind.
+    pub fn requests(&self) -> &RequestCounts {
+        &self.requests
     }
 
     fn stats_attr(&self) -> FileAttr {
@@ -209,6 +219,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.requests.count(Req::Lookup);
         if parent.0 == ROOT_INO && name.as_bytes() == STATS_NAME {
             reply.entry(&Duration::ZERO, &self.stats_attr(), GEN);
             return;
@@ -217,6 +228,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.requests.count(Req::Getattr);
         if ino.0 == STATS_INO {
             reply.attr(&Duration::ZERO, &self.stats_attr());
             return;
@@ -245,6 +257,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.requests.count(Req::Setattr);
         if ino.0 == STATS_INO {
             return reply.error(Errno::EPERM);
         }
@@ -263,6 +276,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.requests.count(Req::Readlink);
         match self.core.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
@@ -279,6 +293,7 @@ impl fuser::Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Req::Mknod);
         let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
         let r = self
             .core
@@ -295,6 +310,7 @@ impl fuser::Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Req::Mkdir);
         let r = self
             .core
             .mkdir(caller(req), parent.0, name.as_bytes(), mode & !umask);
@@ -302,6 +318,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Req::Unlink);
         Self::reply_empty(
             self.core.unlink(caller(req), parent.0, name.as_bytes()),
             reply,
@@ -309,6 +326,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Req::Rmdir);
         Self::reply_empty(
             self.core.rmdir(caller(req), parent.0, name.as_bytes()),
             reply,
@@ -323,6 +341,7 @@ impl fuser::Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Req::Symlink);
         let r = self.core.symlink(
             caller(req),
             parent.0,
@@ -342,6 +361,7 @@ impl fuser::Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Rename);
         let r = self.core.rename(
             caller(req),
             parent.0,
@@ -361,6 +381,7 @@ impl fuser::Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Req::Link);
         self.reply_entry(
             self.core.link(ino.0, newparent.0, newname.as_bytes()),
             reply,
@@ -368,6 +389,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.requests.count(Req::Open);
         if ino.0 == STATS_INO {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
                 return reply.error(Errno::EACCES);
@@ -402,6 +424,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        self.requests.count(Req::Read);
         if ino.0 == STATS_INO {
             let text = self
                 .stats
@@ -433,6 +456,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.requests.count(Req::Write);
         if ino.0 == STATS_INO {
             return reply.error(Errno::EBADF);
         }
@@ -460,6 +484,7 @@ impl fuser::Filesystem for FuseFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
+        self.requests.count(Req::Ioctl);
         reply.error(Errno::ENOTTY);
     }
 
@@ -471,6 +496,7 @@ impl fuser::Filesystem for FuseFs {
         _lo: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Flush);
         // Every write is in the WAL before its reply, so close(2) has
         // nothing to push. ENOSYS tells the kernel never to send FLUSH again
         // (it then treats close as succeeding): one round trip less per close.
@@ -487,6 +513,7 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Release);
         if ino.0 == STATS_INO {
             self.stats
                 .lock()
@@ -506,10 +533,12 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Fsync);
         Self::reply_empty(self.core.sync(), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.requests.count(Req::Opendir);
         match self.core.getattr(ino.0) {
             Ok(a) if a.is_dir() => match self.core.open_file(ino.0) {
                 Ok(_) => reply.opened(FileHandle(self.fh()), FopenFlags::empty()),
@@ -528,6 +557,7 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.requests.count(Req::Readdir);
         let list = match self.dir_list(ino.0, fh.0, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
@@ -564,6 +594,7 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.requests.count(Req::Readdirplus);
         let list = match self.dir_list(ino.0, fh.0, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(e)),
@@ -611,6 +642,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Releasedir);
         self.dirs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -626,10 +658,12 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Fsyncdir);
         Self::reply_empty(self.core.sync(), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.requests.count(Req::Statfs);
         let used = self.core.inodes_used();
         if let Some(p) = &self.core.statfs_path {
             if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) {
@@ -672,6 +706,7 @@ impl fuser::Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Setxattr);
         if ino.0 == STATS_INO {
             return reply.error(Errno::EPERM);
         }
@@ -683,6 +718,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.requests.count(Req::Getxattr);
         if ino.0 == STATS_INO {
             return reply.error(Errno::ENODATA);
         }
@@ -695,6 +731,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.requests.count(Req::Listxattr);
         let r = if ino.0 == STATS_INO {
             Ok(Vec::new())
         } else {
@@ -709,10 +746,12 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Req::Removexattr);
         Self::reply_empty(self.core.removexattr(ino.0, name.as_bytes()), reply);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.requests.count(Req::Access);
         if ino.0 == STATS_INO {
             return reply.ok();
         }
@@ -729,6 +768,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.requests.count(Req::Create);
         let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
         let mode = if mode & libc::S_IFMT == 0 {
             mode | libc::S_IFREG
@@ -763,6 +803,7 @@ impl fuser::Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Req::Fallocate);
         Self::reply_empty(self.core.fallocate(ino.0, offset, length, mode), reply);
     }
 
@@ -775,6 +816,7 @@ impl fuser::Filesystem for FuseFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.requests.count(Req::Lseek);
         match self.core.lseek(ino.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno(e)),

@@ -34,6 +34,7 @@ pub mod fuse;
 pub mod inode;
 pub mod mount;
 pub mod namespace;
+pub mod requests;
 pub mod schema;
 pub mod xattr;
 
