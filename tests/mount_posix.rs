@@ -636,3 +636,80 @@ fn times_follow_writes_and_truncate_by_path() {
     fs::write(m.path("d/new"), b"").unwrap();
     assert!(fs::metadata(m.path("d")).unwrap().mtime() > 1000);
 }
+
+/// Write-only descriptors bypass the page cache (one request per write);
+/// readers holding cached pages, through read(2) or a shared mapping, must
+/// still see every such write at once.
+#[test]
+fn direct_writes_are_seen_by_cached_readers_and_mappings() {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let mut m = Mounted::new();
+    let p = m.path("coherent");
+    fs::write(&p, vec![b'a'; 20000]).unwrap();
+    let r = fs::File::open(&p).unwrap();
+    let mut before = vec![0u8; 20000];
+    r.read_exact_at(&mut before, 0).unwrap(); // now in the page cache
+    assert!(before.iter().all(|&b| b == b'a'));
+    let len = 20000usize;
+    // SAFETY: a read-only shared mapping of a 20000-byte file, unmapped below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            r.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    // SAFETY: the mapping is `len` bytes long and stays mapped while used.
+    let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, len) };
+    assert_eq!(mapped[6000], b'a');
+
+    let w = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    w.write_all_at(&[b'b'; 10240], 5000).unwrap(); // unaligned, two pages partial
+    let mut a = fs::OpenOptions::new().append(true).open(&p).unwrap();
+    a.write_all(b"tail").unwrap();
+    drop((w, a));
+    // tar's pattern on a new file: 10 KiB records. Direct, each is one
+    // request; through the cache the second is cut at the partial page it
+    // starts in.
+    let writes = fuse_requests(&m, "write");
+    let mut t = fs::File::create(m.path("records")).unwrap();
+    t.write_all(&[1u8; 10240]).unwrap();
+    t.write_all(&[2u8; 10240]).unwrap();
+    drop(t);
+    if m.log_text().contains("write-only opens direct: true") {
+        assert_eq!(fuse_requests(&m, "write") - writes, 2);
+    }
+
+    let mut want = vec![b'a'; 20000];
+    want[5000..15240].fill(b'b');
+    want.extend_from_slice(b"tail");
+    let mut after = vec![0u8; want.len()];
+    r.read_exact_at(&mut after, 0).unwrap();
+    assert!(after == want, "a cached reader saw stale data");
+    assert_eq!(mapped[6000], b'b', "the mapping saw stale data");
+    assert_eq!(mapped[4999], b'a');
+    // SAFETY: unmapping what was mapped above; `mapped` is not used after.
+    assert_eq!(unsafe { libc::munmap(map, len) }, 0);
+    drop(r);
+    assert!(fs::read(&p).unwrap() == want);
+    m.remount();
+    assert!(fs::read(&p).unwrap() == want);
+}
+
+/// How many FUSE requests of `kind` the daemon has served (`.lsmfs-stats`).
+fn fuse_requests(m: &Mounted, kind: &str) -> u64 {
+    let text = fs::read_to_string(m.path(".lsmfs-stats")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fuse_requests"))
+        .unwrap_or_else(|| panic!("no fuse_requests in {text}"));
+    line.split(['(', ')', ','])
+        .filter_map(|part| part.trim().split_once(' '))
+        .find(|(k, _)| *k == kind)
+        .map_or(0, |(_, n)| n.parse().unwrap())
+}

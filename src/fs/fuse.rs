@@ -42,6 +42,8 @@ pub struct FuseFs {
     dirs: Mutex<HashMap<u64, DirList>>,
     stats: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     requests: RequestCounts,
+    /// Write-only opens bypass the page cache (set at init, see there).
+    direct_writes: bool,
 }
 
 fn errno(e: i32) -> Errno {
@@ -121,6 +123,7 @@ impl FuseFs {
             dirs: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             requests: RequestCounts::default(),
+            direct_writes: false,
         })
     }
 
@@ -136,6 +139,17 @@ impl FuseFs {
         let mut text = self.core.store().stats_text();
         text.push_str(&self.requests.text());
         text.into_bytes()
+    }
+
+    /// How a file opened with `flags` is served: through the page cache
+    /// (kept across opens: every change goes through this kernel), or
+    /// direct for a write-only descriptor when the kernel allows it.
+    fn open_flags(&self, flags: i32) -> FopenFlags {
+        if self.direct_writes && flags & libc::O_ACCMODE == libc::O_WRONLY {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
     }
 
     /// Requests served so far, by kind.
@@ -215,6 +229,20 @@ impl fuser::Filesystem for FuseFs {
                 log::debug!("kernel does not offer {flag:?}");
             }
         }
+        // Without the writeback cache a cached write is cut at every page
+        // the cache does not hold whole: tar's 10 KiB records arrive as two
+        // requests. A write-only descriptor cannot be read or mmap'd, so its
+        // writes may bypass the cache (one request each) — safely since
+        // FUSE 7.39 (Linux 6.6), which drops cached pages a direct write
+        // covers, so readers through other descriptors never see stale data.
+        let abi = config.kernel_abi();
+        self.direct_writes = !self.config.writeback_cache && (abi.0, abi.1) >= (7, 39);
+        log::info!(
+            "kernel FUSE {}.{}; write-only opens direct: {}",
+            abi.0,
+            abi.1,
+            self.direct_writes
+        );
         Ok(())
     }
 
@@ -406,7 +434,7 @@ impl fuser::Filesystem for FuseFs {
         match self.core.getattr(ino.0) {
             Ok(a) if a.is_dir() => reply.error(Errno::EISDIR),
             Ok(_) => match self.core.open_file(ino.0) {
-                Ok(_) => reply.opened(FileHandle(self.fh()), FopenFlags::FOPEN_KEEP_CACHE),
+                Ok(_) => reply.opened(FileHandle(self.fh()), self.open_flags(flags.0)),
                 Err(e) => reply.error(errno(e)),
             },
             Err(e) => reply.error(errno(e)),
@@ -765,7 +793,7 @@ impl fuser::Filesystem for FuseFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         self.requests.count(Req::Create);
@@ -785,7 +813,7 @@ impl fuser::Filesystem for FuseFs {
                     &to_attr(&a),
                     GEN,
                     FileHandle(self.fh()),
-                    FopenFlags::FOPEN_KEEP_CACHE,
+                    self.open_flags(flags),
                 ),
                 Err(e) => reply.error(errno(e)),
             },
