@@ -26,6 +26,14 @@
 //!   its handle (`varint64 offset, varint64 size`).
 //! - **Footer**: metaindex handle, index handle, zero padding to 40 bytes,
 //!   then the 8-byte magic `0x6c736d6673737431` little-endian.
+//!
+//! Reading: a point lookup checks the filter, then reads one data block
+//! through the block cache. Scans read ahead: data blocks are contiguous in
+//! the file, so a run of them is one `pread` (see [`ReadAhead`]); a bounded
+//! scan stops its run at the block holding its bound, and a plain iterator
+//! starts reading ahead once it has stepped into two blocks in a row. Every
+//! block of a run is still checksummed on its own and named by its own
+//! offset when damaged.
 
 use super::cache::BlockCache;
 use super::coding::{get_varint32, put_varint32, put_varint64, Decoder};
