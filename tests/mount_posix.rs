@@ -664,9 +664,15 @@ fn direct_writes_are_seen_by_cached_readers_and_mappings() {
         )
     };
     assert_ne!(map, libc::MAP_FAILED);
-    // SAFETY: the mapping is `len` bytes long and stays mapped while used.
-    let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, len) };
-    assert_eq!(mapped[6000], b'a');
+    // The mapped bytes change under us, so they are read volatile through
+    // the raw pointer (a `&[u8]` over them would let the compiler reuse an
+    // old read).
+    let peek = |i: usize| {
+        assert!(i < len);
+        // SAFETY: `i` is inside the mapping, which stays mapped while used.
+        unsafe { std::ptr::read_volatile(map.cast::<u8>().add(i)) }
+    };
+    assert_eq!(peek(6000), b'a');
 
     let w = fs::OpenOptions::new().write(true).open(&p).unwrap();
     w.write_all_at(&[b'b'; 10240], 5000).unwrap(); // unaligned, two pages partial
@@ -691,9 +697,9 @@ fn direct_writes_are_seen_by_cached_readers_and_mappings() {
     let mut after = vec![0u8; want.len()];
     r.read_exact_at(&mut after, 0).unwrap();
     assert!(after == want, "a cached reader saw stale data");
-    assert_eq!(mapped[6000], b'b', "the mapping saw stale data");
-    assert_eq!(mapped[4999], b'a');
-    // SAFETY: unmapping what was mapped above; `mapped` is not used after.
+    assert_eq!(peek(6000), b'b', "the mapping saw stale data");
+    assert_eq!(peek(4999), b'a');
+    // SAFETY: unmapping what was mapped above; `peek` is not used after.
     assert_eq!(unsafe { libc::munmap(map, len) }, 0);
     drop(r);
     assert!(fs::read(&p).unwrap() == want);
