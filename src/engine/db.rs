@@ -26,7 +26,7 @@ use super::cache::BlockCache;
 use super::compaction::{self, Compaction, MergeContext};
 use super::db_iter::DbIterator;
 use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber};
-use super::env::{Env, FileLock};
+use super::env::{Env, FileLock, WritableFile};
 use super::error::{Error, Result};
 use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
 use super::iterator::InternalIterator;
@@ -50,6 +50,10 @@ use std::time::Duration;
 
 /// Group commits are capped at this many bytes of batch data.
 const MAX_GROUP_BYTES: usize = 1 << 20;
+/// Zeros a WAL keeps written past its end so that most fsyncs of it need
+/// not change its size (see `WritableFile::set_sync_headroom`).
+const WAL_SYNC_HEADROOM: u64 = 64 << 10;
+
 /// Most bytes a range scan (or compaction) reads from a table at once.
 pub(crate) const SCAN_READ_AHEAD: usize = 1 << 20;
 
@@ -301,6 +305,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A new WAL file, with zero headroom for its fsyncs.
+fn create_wal(env: &dyn Env, path: &Path) -> Result<Box<dyn WritableFile>> {
+    let mut f = env.create_writable(path)?;
+    f.set_sync_headroom(WAL_SYNC_HEADROOM);
+    Ok(f)
+}
+
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db> {
         let env = opts.env.clone();
@@ -361,7 +372,7 @@ impl Db {
             (recovered_mem, None, n, versions.current())
         } else {
             let log_number = versions.new_file_number();
-            let log_file = env.create_writable(&log_file_name(dir, log_number))?;
+            let log_file = create_wal(env.as_ref(), &log_file_name(dir, log_number))?;
             edit.log_number = Some(log_number);
             edit.prev_log_number = Some(0);
             edit.last_sequence = Some(max_seq);
@@ -966,7 +977,7 @@ impl Shared {
             }
             let number = lock(&self.versions).new_file_number();
             let path = log_file_name(&self.dir, number);
-            let file = match self.env.create_writable(&path) {
+            let file = match create_wal(self.env.as_ref(), &path) {
                 Ok(f) => f,
                 Err(e) => {
                     drop(st);
