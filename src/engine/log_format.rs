@@ -25,6 +25,12 @@
 //! shorter than a header (0 to 6 bytes) is zero-filled and skipped by
 //! readers. A record may be empty (a FULL fragment with length 0).
 //!
+//! A WAL may end in zeros: its writer keeps up to 64 KiB of them written and
+//! synced past the last record, so that an fsync after an append does not
+//! change the file's size (which would cost the filesystem an inode write
+//! on every fsync). Records overwrite them as the log grows; readers stop at
+//! the zeros.
+//!
 //! Why blocks: every block starts with a fragment header, so a reader can
 //! find record boundaries after damage without trusting any length field
 //! before it (see `log_reader` for how that separates a torn tail from
