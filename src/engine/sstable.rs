@@ -807,11 +807,14 @@ impl Table {
         Ok(out)
     }
 
+    /// The block at `h` if the block cache holds it.
+    fn cached(&self, h: BlockHandle) -> Option<Arc<Block>> {
+        self.cache.as_ref()?.get(self.number, h.offset)
+    }
+
     fn read_block(&self, h: BlockHandle) -> Result<Arc<Block>> {
-        if let Some(c) = &self.cache {
-            if let Some(b) = c.get(self.number, h.offset) {
-                return Ok(b);
-            }
+        if let Some(b) = self.cached(h) {
+            return Ok(b);
         }
         let b = Arc::new(Block::parse(self.read_raw(h)?, &self.path, h.offset)?);
         if let Some(c) = &self.cache {
@@ -1020,10 +1023,8 @@ impl TableIterator {
             None => return self.table.read_block(h),
         };
         let table = self.table.clone();
-        if let Some(c) = &table.cache {
-            if let Some(b) = c.get(table.number, h.offset) {
-                return Ok(b);
-            }
+        if let Some(b) = table.cached(h) {
+            return Ok(b);
         }
         let run = self.run_from(h, &ahead)?;
         let mut blocks = table.read_run(&run, ahead.fill_cache)?.into_iter();
