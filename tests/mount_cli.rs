@@ -298,3 +298,38 @@ fn bad_options_get_one_line_errors_and_no_panic() {
     ]);
     assert_eq!(code, 2, "usage errors exit 2: {err}");
 }
+
+/// A store of another format (16 KiB chunks were format 1) is refused with
+/// one line naming the formats, in the foreground and with `--daemon`.
+#[test]
+fn a_store_of_another_format_is_refused_by_name() {
+    use lsmfs::fs::schema::meta_key;
+    use lsmfs::store::{Batch, EngineStore, Store};
+    let mut m = Mounted::new();
+    fs::write(m.path("f"), b"x").unwrap();
+    m.unmount();
+    let store = EngineStore::open(&m.data, false).unwrap();
+    let mut b = Batch::new();
+    b.put(meta_key("format"), 1u32.to_be_bytes().to_vec());
+    store.write(b, true).unwrap();
+    store.close().unwrap();
+    drop(store);
+    for daemon in [false, true] {
+        let mut args = vec![os("mount"), m.data.as_os_str(), m.mnt.as_os_str()];
+        if daemon {
+            args.push(os("--daemon"));
+        }
+        let (code, _, err) = lsmfs(&args);
+        assert_eq!(code, 1, "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("lsmfs mount: "))
+            .unwrap_or_else(|| panic!("no error line in {err}"));
+        assert!(
+            line.contains("format 1") && line.contains("format 2"),
+            "{line}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!lsmfs_mounted(&m.mnt));
+    }
+}

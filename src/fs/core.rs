@@ -128,10 +128,48 @@ fn stripe_of(ino: u64) -> usize {
     (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % STRIPES
 }
 
+/// Why a store could not be opened as a filesystem: the errno, and a line
+/// for the user (the mount prints it, so a refused store says why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    pub errno: i32,
+    pub reason: String,
+}
+
+impl OpenError {
+    /// A store this build will not serve (EIO), logged as an error.
+    fn refused(reason: String) -> OpenError {
+        log::error!("{reason}");
+        OpenError {
+            errno: libc::EIO,
+            reason,
+        }
+    }
+}
+
+impl From<i32> for OpenError {
+    fn from(errno: i32) -> OpenError {
+        OpenError {
+            errno,
+            reason: std::io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 impl FsCore {
     /// Format an empty store or check an existing one, then finish any
     /// reclaim a crash interrupted (unless read-only).
-    pub fn open(store: Arc<dyn Store>, sync_always: bool, read_only: bool) -> FsResult<FsCore> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        sync_always: bool,
+        read_only: bool,
+    ) -> Result<FsCore, OpenError> {
         let format = store.get(&meta_key("format")).map_err(io_errno)?;
         let hwm = match format {
             None => Self::format(&store)?,
@@ -140,23 +178,27 @@ impl FsCore {
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 if ver != Some(FORMAT_VERSION) {
-                    log::error!(
-                        "unsupported filesystem format {ver:?} (this lsmfs reads format \
-                         {FORMAT_VERSION} only)"
-                    );
-                    return Err(libc::EIO);
+                    let found = ver.map_or("an unreadable format record".into(), |v| {
+                        format!("format {v}")
+                    });
+                    return Err(OpenError::refused(format!(
+                        "the store holds a filesystem of {found}; this lsmfs reads format \
+                         {FORMAT_VERSION} only"
+                    )));
                 }
                 let hwm = store
                     .get(&meta_key("next_ino"))
                     .map_err(io_errno)?
                     .and_then(|v| be64(&v));
                 let Some(hwm) = hwm else {
-                    log::error!("the filesystem has no inode high-water mark (M next_ino)");
-                    return Err(libc::EIO);
+                    return Err(OpenError::refused(
+                        "the filesystem has no inode high-water mark (M next_ino)".into(),
+                    ));
                 };
                 if store.get(&inode_key(ROOT_INO)).map_err(io_errno)?.is_none() {
-                    log::error!("the filesystem has no root inode");
-                    return Err(libc::EIO);
+                    return Err(OpenError::refused(
+                        "the filesystem has no root inode".into(),
+                    ));
                 }
                 hwm.max(FIRST_INO)
             }
@@ -178,10 +220,11 @@ impl FsCore {
         Ok(core)
     }
 
-    fn format(store: &Arc<dyn Store>) -> FsResult<u64> {
+    fn format(store: &Arc<dyn Store>) -> Result<u64, OpenError> {
         if !store.scan(b"", &[0xff], 1).map_err(io_errno)?.is_empty() {
-            log::error!("store holds keys but no format record");
-            return Err(libc::EIO);
+            return Err(OpenError::refused(
+                "the store holds keys but no filesystem format record".into(),
+            ));
         }
         let t = now_ns();
         let root = Attr {
@@ -377,46 +420,46 @@ impl FsCore {
         let may_have_chunks = known
             .as_ref()
             .is_none_or(|a| a.kind == KIND_FILE && a.inline.is_none());
-        // Chunks lie past the size only while a reclaim is pending (`O`
-        // key); otherwise a small file's chunk keys are known without the
-        // range scan (a merged iterator over every level): delete each index
-        // below the size, existing or a hole.
-        let blind = known
-            .as_ref()
-            .map(|a| chunks_for(a.size))
-            .filter(|&n| n <= MAX_INLINE_DELETES as u64);
-        match blind {
-            Some(n)
-                if may_have_chunks
-                    && self
+        if may_have_chunks {
+            // Chunks lie past the size only while a reclaim is pending (`O`
+            // key); otherwise a small file's chunk keys are known without the
+            // range scan (a merged iterator over every level): delete each
+            // index below the size, existing or a hole.
+            let blind = known
+                .as_ref()
+                .map(|a| chunks_for(a.size))
+                .filter(|&n| n <= MAX_INLINE_DELETES as u64);
+            match blind {
+                Some(n)
+                    if self
                         .store
                         .get(&orphan_key(ino))
                         .map_err(io_errno)?
                         .is_none() =>
-            {
-                for idx in 0..n {
-                    b.delete(chunk_key(ino, idx));
+                {
+                    for idx in 0..n {
+                        b.delete(chunk_key(ino, idx));
+                    }
+                }
+                _ => {
+                    let chunks = self
+                        .store
+                        .scan(
+                            &chunk_key(ino, 0),
+                            &chunk_range_end(ino),
+                            MAX_INLINE_DELETES + 1,
+                        )
+                        .map_err(io_errno)?;
+                    if chunks.len() > MAX_INLINE_DELETES {
+                        return Ok(false);
+                    }
+                    for (k, _) in chunks {
+                        b.delete(k);
+                    }
+                    // A pending reclaim (if that is why we scanned) is done too.
+                    b.delete(orphan_key(ino));
                 }
             }
-            _ if may_have_chunks => {
-                let chunks = self
-                    .store
-                    .scan(
-                        &chunk_key(ino, 0),
-                        &chunk_range_end(ino),
-                        MAX_INLINE_DELETES + 1,
-                    )
-                    .map_err(io_errno)?;
-                if chunks.len() > MAX_INLINE_DELETES {
-                    return Ok(false);
-                }
-                for (k, _) in chunks {
-                    b.delete(k);
-                }
-                // A pending reclaim (if that is why we scanned) is done too.
-                b.delete(orphan_key(ino));
-            }
-            _ => {}
         }
         if known.as_ref().is_none_or(|a| a.has_xattrs) {
             self.delete_xattr_keys(ino, b)?;
@@ -634,12 +677,17 @@ mod tests {
         let mut b = Batch::new();
         b.put(b"Zjunk".to_vec(), b"x".to_vec());
         other.write(b, false).unwrap();
-        assert_eq!(FsCore::open(other, false, false).err(), Some(libc::EIO));
+        assert_eq!(
+            FsCore::open(other, false, false).err().map(|e| e.errno),
+            Some(libc::EIO)
+        );
         // An unknown format version is refused.
         let mut b = Batch::new();
         b.put(meta_key("format"), 99u32.to_be_bytes().to_vec());
         store.write(b, false).unwrap();
-        assert_eq!(FsCore::open(store, false, false).err(), Some(libc::EIO));
+        let e = FsCore::open(store, false, false).err();
+        assert_eq!(e.as_ref().map(|e| e.errno), Some(libc::EIO));
+        assert!(e.is_some_and(|e| e.reason.contains("format 99")));
     }
 
     #[test]

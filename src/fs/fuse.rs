@@ -113,8 +113,10 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 
 impl FuseFs {
     pub fn new(store: Arc<dyn Store>, config: FsConfig) -> std::io::Result<FuseFs> {
-        let mut core = FsCore::open(store, config.sync_always, config.read_only)
-            .map_err(std::io::Error::from_raw_os_error)?;
+        let mut core = FsCore::open(store, config.sync_always, config.read_only).map_err(|e| {
+            let kind = std::io::Error::from_raw_os_error(e.errno).kind();
+            std::io::Error::new(kind, e.reason)
+        })?;
         core.statfs_path = config.statfs_path.clone();
         Ok(FuseFs {
             core: Arc::new(core),
@@ -150,11 +152,6 @@ impl FuseFs {
         } else {
             FopenFlags::FOPEN_KEEP_CACHE
         }
-    }
-
-    /// Requests served so far, by kind.
-    pub fn requests(&self) -> &RequestCounts {
-        &self.requests
     }
 
     fn stats_attr(&self) -> FileAttr {
