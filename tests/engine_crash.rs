@@ -71,7 +71,7 @@ enum Loss {
     /// Power loss: only synced bytes and directory entries survive.
     Power,
     /// Power loss during writeback: part of the unsynced tail of each file
-    /// survives, possibly ending in zeros.
+    /// survives, possibly ending in zeros or with sectors lost out of order.
     Torn,
     /// kill -9: everything handed to the OS survives, so every acknowledged
     /// batch must be there.

@@ -41,7 +41,9 @@
 //! - [`FaultEnv::crash_torn`]: power loss during writeback. As `crash`, but
 //!   each file also keeps a pseudo-random part of the bytes handed to the OS
 //!   after its last sync, possibly ending in zeros (a size update that
-//!   reached the disk before the data): the torn tails recovery must handle.
+//!   reached the disk before the data), or with some of its 512-byte
+//!   sectors zero (writeback is not in file order, so later sectors can
+//!   land while earlier ones are lost): the torn tails recovery must handle.
 //! - [`FaultEnv::kill`]: kill -9 of the process, the OS survives. Live
 //!   entries stay; bytes appended but never flushed are lost; handles die.
 //!
@@ -65,6 +67,9 @@ use super::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The unit in which `crash_torn` loses unsynced writes out of order.
+pub const SECTOR: usize = 512;
 
 /// A set of operation kinds that a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +318,20 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 /// A tiny deterministic generator (SplitMix64) for `crash_torn`.
+/// Writeback reaches the disk a sector at a time, in no particular order:
+/// zero each sector of `content` past `synced` with probability 1/4 (the
+/// part of it before `synced` keeps its synced bytes).
+fn lose_sectors(content: &mut [u8], synced: usize, seed: &mut u64) {
+    let mut start = synced;
+    while start < content.len() {
+        let end = ((start / SECTOR + 1) * SECTOR).min(content.len());
+        if splitmix(seed).is_multiple_of(4) {
+            content[start..end].fill(0);
+        }
+        start = end;
+    }
+}
+
 fn splitmix(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *seed;
@@ -341,7 +360,7 @@ impl FaultEnv {
     /// Lose power while the OS was writing back: like [`FaultEnv::crash`],
     /// but each file whose flushed bytes extend its synced content keeps a
     /// pseudo-random prefix of those bytes (chosen from `seed`), the end of
-    /// which may read as zeros.
+    /// which may read as zeros, or in which some sectors were lost.
     pub fn crash_torn(&self, seed: u64) {
         let mut seed = seed;
         let mut st = lock(&self.state);
@@ -359,10 +378,14 @@ impl FaultEnv {
             if extends {
                 let keep = (splitmix(&mut seed) % (flushed - n + 1) as u64) as usize;
                 content.extend_from_slice(&inode.data[n..n + keep]);
-                if keep > 0 && splitmix(&mut seed).is_multiple_of(4) {
-                    let zeros = (splitmix(&mut seed) % (keep as u64 + 1)) as usize;
-                    let len = content.len();
-                    content[len - zeros..].fill(0);
+                match splitmix(&mut seed) % 4 {
+                    0 if keep > 0 => {
+                        let zeros = (splitmix(&mut seed) % (keep as u64 + 1)) as usize;
+                        let len = content.len();
+                        content[len - zeros..].fill(0);
+                    }
+                    1 => lose_sectors(&mut content, n, &mut seed),
+                    _ => {}
                 }
             }
             inode.data = content;

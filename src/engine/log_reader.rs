@@ -26,6 +26,18 @@
 //! the damage do not count as valid records: they belong to the damaged
 //! record itself, which is lost either way.
 //!
+//! One kind of damage followed by records is still a crash artefact: writes
+//! lost out of order. Writeback reaches the disk a sector at a time in no
+//! particular order, so a power loss can keep a later sector of the unsynced
+//! tail and lose an earlier one, which then reads as zeros (never-written
+//! blocks, or the synced zeros a writer keeps ahead). That leaves a zero
+//! *sector* in the damaged span: zeros from the bad fragment's start to the
+//! end of its sector, or a whole aligned sector of zeros before the next
+//! valid record. Anything after such a hole was never synced (an fsync would
+//! have made the hole durable too), so dropping it keeps the contract: the
+//! damage is reported as a torn tail at the damaged record. Damage without a
+//! zero sector (a flipped bit, garbage) followed by records stays corruption.
+//!
 //! A log whose data ends at a record boundary, inside a block trailer, or in
 //! zeros to the end of the file (preallocated or zero-filled by a crash) has
 //! no torn tail.
@@ -113,18 +125,36 @@ fn parse(data: &[u8], pos: usize) -> Parsed {
     Parsed::Fragment { kind, start, len }
 }
 
-/// Walk the fragment chain from `pos` to the end of its block: does a valid
-/// record-starting fragment (FULL or FIRST) appear?
-fn chain_has_record_start(data: &[u8], mut pos: usize) -> bool {
+/// Walk the fragment chain from `pos` to the end of its block: where does a
+/// valid record-starting fragment (FULL or FIRST) appear, if anywhere?
+fn chain_record_start(data: &[u8], mut pos: usize) -> Option<usize> {
     let end = block_end(pos);
     while end - pos >= HEADER_SIZE {
         match parse(data, pos) {
-            Parsed::Fragment { kind, .. } if kind == FULL || kind == FIRST => return true,
+            Parsed::Fragment { kind, .. } if kind == FULL || kind == FIRST => return Some(pos),
             Parsed::Fragment { start, len, .. } => pos = start + len,
-            Parsed::Zero | Parsed::End | Parsed::Bad { .. } => return false,
+            Parsed::Zero | Parsed::End | Parsed::Bad { .. } => return None,
         }
     }
-    false
+    None
+}
+
+/// The unit in which a disk takes writes: a power loss keeps or loses each
+/// sector whole.
+const SECTOR: usize = 512;
+
+/// Where in `data[at..next]` (damage at `at`, a valid record at `next`) is
+/// the zero sector that shows writes were lost out of order, if any: zeros
+/// from `at` to the end of its sector, or an aligned all-zero sector.
+fn lost_sector(data: &[u8], at: usize, next: usize) -> Option<usize> {
+    let zero = |from: usize, to: usize| to <= next && data[from..to].iter().all(|&b| b == 0);
+    let first_end = (at / SECTOR + 1) * SECTOR;
+    if zero(at, first_end) {
+        return Some(at);
+    }
+    (first_end..next)
+        .step_by(SECTOR)
+        .find(|&s| zero(s, s + SECTOR))
 }
 
 pub struct LogReader {
@@ -263,7 +293,18 @@ impl LogReader {
         candidates: &[usize],
     ) -> Result<Option<Vec<u8>>> {
         self.done = true;
-        if self.record_follows(bad_at, candidates) {
+        if let Some(next) = self.next_record_start(bad_at, candidates) {
+            if let Some(hole) = lost_sector(&self.data, bad_at, next) {
+                self.torn = Some(TornTail {
+                    offset: record_start as u64,
+                    reason: format!(
+                        "{reason} at offset {bad_at}, where unsynced writes were lost out of \
+                         order (zero sector at offset {hole}); the records from offset {next} \
+                         on were never synced"
+                    ),
+                });
+                return Ok(None);
+            }
             let mut msg = format!("{reason}; valid records follow, so this is not a torn tail");
             if record_start != bad_at {
                 msg.push_str(&format!(
@@ -279,18 +320,18 @@ impl LogReader {
         Ok(None)
     }
 
-    /// Does a valid record start at one of `candidates` (or later in their
-    /// blocks), or in any block after the one holding `bad_at`?
-    fn record_follows(&self, bad_at: usize, candidates: &[usize]) -> bool {
-        if candidates
+    /// Where does a valid record start at one of `candidates` (or later in
+    /// their blocks), or in a block after the one holding `bad_at`?
+    fn next_record_start(&self, bad_at: usize, candidates: &[usize]) -> Option<usize> {
+        if let Some(at) = candidates
             .iter()
-            .any(|&c| chain_has_record_start(&self.data, c))
+            .find_map(|&c| chain_record_start(&self.data, c))
         {
-            return true;
+            return Some(at);
         }
         (block_end(bad_at)..self.data.len())
             .step_by(BLOCK_SIZE)
-            .any(|b| chain_has_record_start(&self.data, b))
+            .find_map(|b| chain_record_start(&self.data, b))
     }
 }
 
@@ -437,13 +478,52 @@ mod tests {
         assert!(o.err.is_none());
         assert_eq!(o.torn.unwrap().offset, data.len() as u64 - 107);
 
-        // Zero out record 3, which is followed by valid records.
+        // Zero out record 3, which is followed by valid records (in its
+        // sector: no sector was lost whole, so this is no power loss).
         let (mut data, _) = write_log(&recs);
+        assert!(starts[4] < (starts[3] / SECTOR + 1) * SECTOR);
         data[starts[3]..starts[4]].fill(0);
         let o = read_all(data);
         assert_eq!(o.records.len(), 3);
         let err = o.err.expect("corruption");
         assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn writes_lost_out_of_order_are_a_torn_tail() {
+        // Several blocks: records after the damage are found at the next
+        // block start (within a block, a broken chain hides them anyway).
+        let recs = small_records(2000);
+        let (data, starts) = write_log(&recs);
+        assert!(data.len() > 2 * BLOCK_SIZE);
+        let expect_torn_at = |data: Vec<u8>, k: usize| {
+            let o = read_all(data);
+            assert!(o.err.is_none(), "{:?}", o.err);
+            assert_eq!(o.records, recs[..k]);
+            let torn = o.torn.expect("torn tail");
+            assert_eq!(torn.offset, starts[k] as u64);
+            assert!(torn.reason.contains("lost out of order"), "{}", torn.reason);
+        };
+        // The sector holding the last synced byte kept its old content:
+        // zeros from the next record's start to the sector's end.
+        let k = (10..recs.len())
+            .find(|&k| starts[k] % SECTOR > SECTOR / 2)
+            .expect("an unaligned record start");
+        let mut lost = data.clone();
+        lost[starts[k]..(starts[k] / SECTOR + 1) * SECTOR].fill(0);
+        expect_torn_at(lost, k);
+        // A whole sector lost in the middle: the record across it is damaged.
+        let sector = 4 * SECTOR;
+        let k = starts.iter().rposition(|&s| s < sector).expect("a record");
+        let mut lost = data.clone();
+        lost[sector..sector + SECTOR].fill(0);
+        expect_torn_at(lost, k);
+        // The same damage without a zero sector is corruption.
+        let mut flipped = data.clone();
+        flipped[sector + 3] ^= 0x40;
+        let o = read_all(flipped);
+        assert_eq!(o.records, recs[..k]);
+        assert!(o.err.expect("corruption").is_corruption());
     }
 
     #[test]
