@@ -37,6 +37,10 @@
 //! have made the hole durable too), so dropping it keeps the contract: the
 //! damage is reported as a torn tail at the damaged record. Damage without a
 //! zero sector (a flipped bit, garbage) followed by records stays corruption.
+//! A log whose every record is synced before the next is written (the
+//! MANIFEST) has no unsynced middle to lose: read with
+//! [`LogReader::each_record_synced`], a hole followed by records is
+//! corruption too.
 //!
 //! A log whose data ends at a record boundary, inside a block trailer, or in
 //! zeros to the end of the file (preallocated or zero-filled by a crash) has
@@ -164,11 +168,14 @@ pub struct LogReader {
     last_record_offset: u64,
     torn: Option<TornTail>,
     done: bool,
+    /// Whether writes after the last sync may have been lost out of order.
+    unsynced_middle: bool,
 }
 
 impl LogReader {
     /// A reader over a whole log file held in memory; `path` is only used to
-    /// name the file in errors.
+    /// name the file in errors. The log may have been synced in groups of
+    /// records (a WAL), so a power loss may have lost sectors out of order.
     pub fn new(path: PathBuf, data: Vec<u8>) -> LogReader {
         LogReader {
             path,
@@ -177,6 +184,16 @@ impl LogReader {
             last_record_offset: 0,
             torn: None,
             done: false,
+            unsynced_middle: true,
+        }
+    }
+
+    /// A reader over a log whose every record was synced before the next
+    /// was written (the MANIFEST): only its last record can be torn.
+    pub fn each_record_synced(path: PathBuf, data: Vec<u8>) -> LogReader {
+        LogReader {
+            unsynced_middle: false,
+            ..LogReader::new(path, data)
         }
     }
 
@@ -294,7 +311,8 @@ impl LogReader {
     ) -> Result<Option<Vec<u8>>> {
         self.done = true;
         if let Some(next) = self.next_record_start(bad_at, candidates) {
-            if let Some(hole) = lost_sector(&self.data, bad_at, next) {
+            let hole = lost_sector(&self.data, bad_at, next).filter(|_| self.unsynced_middle);
+            if let Some(hole) = hole {
                 self.torn = Some(TornTail {
                     offset: record_start as u64,
                     reason: format!(
@@ -517,7 +535,17 @@ mod tests {
         let k = starts.iter().rposition(|&s| s < sector).expect("a record");
         let mut lost = data.clone();
         lost[sector..sector + SECTOR].fill(0);
-        expect_torn_at(lost, k);
+        expect_torn_at(lost.clone(), k);
+        // A log whose every record was synced cannot lose a middle sector.
+        let mut r = LogReader::each_record_synced(PathBuf::from("manifest"), lost);
+        let err = loop {
+            match r.read_record() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a hole before synced records must be corruption"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is_corruption(), "{err}");
         // The same damage without a zero sector is corruption.
         let mut flipped = data.clone();
         flipped[sector + 3] ^= 0x40;

@@ -133,7 +133,7 @@ impl VersionSet {
             }
             other => other,
         })?;
-        let mut reader = LogReader::new(manifest_path.clone(), data);
+        let mut reader = LogReader::each_record_synced(manifest_path.clone(), data);
         let mut builder = Builder::new(&Version::empty());
         let mut report = RecoveryReport {
             manifest: manifest_path.clone(),
