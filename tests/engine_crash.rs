@@ -5,6 +5,7 @@
 //! must equal the model after some prefix of the batches — a prefix that
 //! includes every batch acknowledged with `sync`.
 
+use lsmfs::engine::env::Env;
 use lsmfs::engine::fault_env::{FaultEnv, FaultKinds};
 use lsmfs::engine::{Db, Error, Options, WriteBatch};
 use rand::rngs::StdRng;
@@ -315,4 +316,63 @@ fn manifest_bit_flip_is_an_error_naming_the_file_and_offset() {
         }
         Ok(_) => panic!("a corrupt MANIFEST was accepted"),
     }
+}
+
+/// A full disk is not a crash: the flush that found it full gives its
+/// half-written table back, writes that would wait for that flush fail with
+/// ENOSPC (reads go on), and once there is room the background thread
+/// retries and writes go through again, without a reopen.
+#[test]
+fn a_full_disk_fails_writes_with_enospc_until_there_is_room() {
+    let env = Arc::new(FaultEnv::new());
+    let dir = Path::new("/db");
+    let db = Db::open(dir, opts(&env)).expect("open");
+    let value = vec![7u8; 100];
+    for i in 0..60u32 {
+        db.put(format!("k{i:04}").as_bytes(), &value).expect("put");
+    }
+    // Room for a few WAL records, not for the table the flush writes.
+    env.set_space_limit(Some(env.space_used() + 1024));
+    let err = db.flush().expect_err("the flush cannot fit");
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+    let live: Vec<u64> = db
+        .current_version()
+        .files
+        .iter()
+        .flatten()
+        .map(|f| f.number)
+        .collect();
+    for name in env.list_dir(dir).expect("list") {
+        if let Some(n) = name.strip_suffix(".sst") {
+            let n: u64 = n.parse().expect("table number");
+            assert!(live.contains(&n), "half-written {name} left behind");
+        }
+    }
+    assert_eq!(db.get(b"k0003").expect("read"), Some(value.clone()));
+    db.put(b"small", b"fits in the memtable")
+        .expect("a write that needs no flush");
+    let err = db
+        .flush()
+        .expect_err("a second switch must wait for the first flush");
+    assert_eq!(err.errno(), libc::ENOSPC, "{err}");
+
+    env.set_space_limit(None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Err(e) = db.flush() {
+        assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry after room came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    db.put(b"after", b"room")
+        .expect("write after room came back");
+    db.close().expect("close");
+    drop(db);
+    let db = Db::open(dir, opts(&env)).expect("reopen");
+    let got = contents(&db).expect("read back");
+    assert_eq!(got.len(), 62);
+    assert_eq!(got.get(b"after".as_slice()), Some(&b"room".to_vec()));
+    assert_eq!(got.get(b"k0059".as_slice()), Some(&value));
 }

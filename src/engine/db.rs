@@ -46,13 +46,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Group commits are capped at this many bytes of batch data.
 const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Zeros a WAL keeps written past its end so that most fsyncs of it need
 /// not change its size (see `WritableFile::set_sync_headroom`).
 const WAL_SYNC_HEADROOM: u64 = 64 << 10;
+
+/// How long the background thread waits before retrying a flush or
+/// compaction that found the disk full.
+const NO_SPACE_RETRY: Duration = Duration::from_millis(500);
 
 /// Most bytes a range scan (or compaction) reads from a table at once.
 pub(crate) const SCAN_READ_AHEAD: usize = 1 << 20;
@@ -183,6 +187,11 @@ struct State {
     log_number: u64,
     /// Sticky: set by a failed WAL/MANIFEST/flush write; every write then fails.
     bg_error: Option<Error>,
+    /// The last flush or compaction found the disk full. Not sticky: the
+    /// background thread retries at `retry_at`; meanwhile writers that would
+    /// have to wait for it get this error (ENOSPC) instead of waiting.
+    no_space: Option<Error>,
+    retry_at: Option<Instant>,
     /// A compaction hit corrupt input; stop compacting, keep serving.
     compaction_paused: bool,
     compaction_needed: bool,
@@ -305,6 +314,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Delete tables no Version names and temp files (at open, before anything
+/// is written).
+fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
+    let names = match env.list_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("listing {}: {e}", dir.display());
+            return;
+        }
+    };
+    for name in names {
+        let stray = match parse_file_name(&name) {
+            Some(FileType::Table(n)) => !live.contains(&n),
+            Some(FileType::Temp) => true,
+            _ => false,
+        };
+        if stray {
+            log::info!("removing garbage file {name}");
+            if let Err(e) = env.remove_file(&dir.join(&name)) {
+                log::warn!("removing {name}: {e}");
+            }
+        }
+    }
+}
+
 /// A new WAL file, with zero headroom for its fsyncs.
 fn create_wal(env: &dyn Env, path: &Path) -> Result<Box<dyn WritableFile>> {
     let mut f = env.create_writable(path)?;
@@ -330,6 +364,11 @@ impl Db {
         if versions.exists() {
             let report = versions.recover()?;
             versions.verify_live_files_present()?;
+            if !opts.read_only {
+                // A disk that filled up mid-flush may hold half-written
+                // tables: free them before the replay below needs room.
+                remove_stray_tables(env.as_ref(), dir, &versions.live_files());
+            }
             log::debug!(
                 "recovered {} edits from {}",
                 report.edits,
@@ -391,6 +430,8 @@ impl Db {
             current,
             log_number,
             bg_error: None,
+            no_space: None,
+            retry_at: None,
             compaction_paused: false,
             compaction_needed: false,
             pending_outputs: HashSet::new(),
@@ -618,9 +659,12 @@ impl Db {
             return shared.flush_imm();
         }
         let mut st = lock(&shared.state);
-        while st.imm.is_some() && st.bg_error.is_none() {
+        while st.imm.is_some() {
             if shared.shutting_down.load(Ordering::Acquire) {
                 return Err(Error::Closed);
+            }
+            if let Some(e) = st.bg_error.as_ref().or(st.no_space.as_ref()) {
+                return Err(e.clone());
             }
             st = shared.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
@@ -938,6 +982,30 @@ impl Shared {
         e
     }
 
+    /// A flush or compaction found the disk full: retry later, and let
+    /// writers that would wait for it fail with the error meanwhile.
+    fn out_of_space(&self, e: Error) {
+        let mut st = lock(&self.state);
+        if st.no_space.is_none() {
+            log::warn!(
+                "out of space: flushes and compactions wait for room (retrying every {} ms); \
+                 writes that need them fail meanwhile: {e}",
+                NO_SPACE_RETRY.as_millis()
+            );
+        }
+        st.no_space = Some(e);
+        st.retry_at = Some(Instant::now() + NO_SPACE_RETRY);
+    }
+
+    /// A flush or compaction went through: any out-of-space condition is over.
+    fn room_again(&self) {
+        let mut st = lock(&self.state);
+        st.retry_at = None;
+        if st.no_space.take().is_some() {
+            log::warn!("space available again: flushes and compactions resumed");
+        }
+    }
+
     /// Make sure the memtable has room; switch it (and the WAL) when full.
     /// Slows writers down when L0 piles up, and stops them at the stop trigger.
     fn make_room_for_write(&self, mut force: bool) -> Result<Arc<MemTable>> {
@@ -966,6 +1034,9 @@ impl Shared {
                 return Ok(st.mem.clone());
             }
             if st.imm.is_some() || l0 >= self.opts.l0_stop_trigger {
+                if let Some(e) = &st.no_space {
+                    return Err(e.clone());
+                }
                 add(&self.counters.write_stalls, 1);
                 self.bg_cv.notify_all();
                 st = self
@@ -1021,10 +1092,19 @@ impl Shared {
                         return;
                     }
                     let compact = st.compaction_needed && !st.compaction_paused;
-                    if st.bg_error.is_none() && (st.imm.is_some() || compact) {
-                        break;
-                    }
-                    st = self.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                    let work = st.bg_error.is_none() && (st.imm.is_some() || compact);
+                    let wait = st
+                        .retry_at
+                        .map(|at| at.saturating_duration_since(Instant::now()));
+                    st = match wait {
+                        _ if !work => self.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+                        Some(d) if !d.is_zero() => self
+                            .bg_cv
+                            .wait_timeout(st, d)
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|p| p.into_inner().0),
+                        _ => break,
+                    };
                 }
             }
             self.counters.background_busy.store(true, Ordering::Relaxed);
@@ -1032,14 +1112,15 @@ impl Shared {
             self.counters
                 .background_busy
                 .store(false, Ordering::Relaxed);
-            if let Err(e) = r {
-                if self.shutting_down.load(Ordering::Acquire) {
-                    return;
-                }
-                if e.is_corruption() {
+            match r {
+                Ok(()) => self.room_again(),
+                Err(_) if self.shutting_down.load(Ordering::Acquire) => return,
+                Err(e) if e.is_corruption() => {
                     log::error!("compaction stopped: {e}");
                     lock(&self.state).compaction_paused = true;
-                } else {
+                }
+                Err(e) if e.is_no_space() => self.out_of_space(e),
+                Err(e) => {
                     self.set_bg_error(e);
                 }
             }
@@ -1104,18 +1185,24 @@ impl Shared {
         let number = lock(&self.versions).new_file_number();
         lock(&self.state).pending_outputs.insert(number);
         let result = (|| {
-            let meta = write_level0_table(
+            let built = write_level0_table(
                 &self.env,
                 &self.dir,
                 &self.opts,
                 number,
                 &imm,
                 self.smallest_snapshot(),
-            )?;
+            )
+            .and_then(|meta| {
+                if meta.is_some() {
+                    self.env.sync_dir(&self.dir)?;
+                }
+                Ok(meta)
+            });
+            let meta = built.inspect_err(|_| self.discard_outputs(&[number]))?;
             let mut edit = VersionEdit::default();
             if let Some(m) = meta {
                 add(&self.counters.bytes_flushed, m.file_size);
-                self.env.sync_dir(&self.dir)?;
                 edit.new_files.push((0, m));
             }
             edit.log_number = Some(log_number);
@@ -1173,16 +1260,22 @@ impl Shared {
             allocated.push(n);
             n
         };
-        let result = (|| {
-            let outputs = compaction::merge(c, &ctx, &mut new_file)?;
-            self.env.sync_dir(&self.dir)?;
-            let written: u64 = outputs.iter().map(|f| f.file_size).sum();
-            for f in outputs {
-                edit.new_files.push((c.level + 1, f));
+        let built = compaction::merge(c, &ctx, &mut new_file)
+            .and_then(|outputs| self.env.sync_dir(&self.dir).map(|()| outputs));
+        let result = match built {
+            Err(e) => {
+                self.discard_outputs(&allocated);
+                Err(e)
             }
-            let v = lock(&self.versions).log_and_apply(&mut edit)?;
-            Ok((v, written))
-        })();
+            Ok(outputs) => {
+                let written: u64 = outputs.iter().map(|f| f.file_size).sum();
+                for f in outputs {
+                    edit.new_files.push((c.level + 1, f));
+                }
+                let applied = lock(&self.versions).log_and_apply(&mut edit);
+                applied.map(|v| (v, written))
+            }
+        };
         let mut st = lock(&self.state);
         for n in &allocated {
             st.pending_outputs.remove(n);
@@ -1196,6 +1289,17 @@ impl Shared {
         self.update_compaction_needed();
         self.remove_obsolete_files(false);
         Ok(())
+    }
+
+    /// Delete the tables a failed flush or compaction was writing (no edit
+    /// names them), so that a full disk gets its space back at once.
+    fn discard_outputs(&self, numbers: &[u64]) {
+        for &n in numbers {
+            let path = table_file_name(&self.dir, n);
+            if let Err(e) = self.env.remove_file(&path) {
+                log::debug!("discarding {}: {e}", path.display());
+            }
+        }
     }
 
     /// Entries at or below this sequence are seen by every live snapshot.

@@ -53,6 +53,13 @@ impl Error {
         matches!(self, Error::Corruption { .. })
     }
 
+    /// The device (or a quota) is full: the write may succeed once there is
+    /// room, so it is no reason to stop the database.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
+    }
+
     /// The errno a filesystem should report for this error.
     pub fn errno(&self) -> i32 {
         match self {

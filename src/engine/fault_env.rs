@@ -51,6 +51,8 @@
 //! - `set_fail_after(n, kinds)`: the (n+1)-th later mutating operation of one
 //!   of `kinds` fails once with `Error::Io` ("injected fault") and has no
 //!   effect.
+//! - `set_space_limit(Some(n))`: a disk of n bytes; an append past it fails
+//!   with ENOSPC (the count is every inode's data, live or not yet freed).
 //! - `set_dead_after(n)`: once n more mutating operations have run, *every*
 //!   operation (reads too) fails, as if the process had died at that instant;
 //!   the test then drops the database and calls `crash()` (or `kill()`).
@@ -143,6 +145,8 @@ struct State {
     fail: Option<(u64, FaultKinds)>,
     dead_at: Option<u64>,
     dead: bool,
+    /// Bytes all files together may hold (`set_space_limit`).
+    space_limit: Option<u64>,
 }
 
 fn injected(what: &str, path: &Path) -> Error {
@@ -408,6 +412,21 @@ impl FaultEnv {
         st.new_generation();
     }
 
+    /// A disk of `limit` bytes: an append that would make all files together
+    /// hold more fails with ENOSPC and has no effect (`None`: unlimited).
+    pub fn set_space_limit(&self, limit: Option<u64>) {
+        lock(&self.state).space_limit = limit;
+    }
+
+    /// Bytes all files hold now.
+    pub fn space_used(&self) -> u64 {
+        lock(&self.state)
+            .inodes
+            .values()
+            .map(|i| i.data.len() as u64)
+            .sum()
+    }
+
     /// The (n+1)-th later mutating operation of one of `kinds` fails once.
     pub fn set_fail_after(&self, n: u64, kinds: FaultKinds) {
         lock(&self.state).fail = Some((n, kinds));
@@ -526,6 +545,15 @@ impl WritableFile for FaultWritable {
         let mut st = lock(&self.state);
         st.handle(self.generation, "write", &self.path)?;
         st.op(FaultKinds::WRITE, "write", &self.path)?;
+        if let Some(limit) = st.space_limit {
+            let used: u64 = st.inodes.values().map(|i| i.data.len() as u64).sum();
+            if used + data.len() as u64 > limit {
+                return Err(Error::io(
+                    format!("write {}", self.path.display()),
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ));
+            }
+        }
         st.inode_mut(self.ino, "write", &self.path)?
             .data
             .extend_from_slice(data);
