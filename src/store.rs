@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOp {
@@ -64,6 +66,13 @@ pub trait Store: Send + Sync {
     /// Human-readable statistics of the store (shown through the mount).
     fn stats_text(&self) -> String {
         String::new()
+    }
+    /// The disk is nearly full: give back the space of deleted data if
+    /// there is any, in the background (an LSM tree frees it only when a
+    /// compaction drops what the deletions shadow). Waits up to `wait` for
+    /// a reclaim that is running; true if one finished meanwhile.
+    fn reclaim_space(&self, _wait: Duration) -> bool {
+        false
     }
 }
 
@@ -123,6 +132,10 @@ impl Store for MemStore {
 /// The embedded LSM engine behind the store interface.
 pub struct EngineStore {
     db: crate::engine::Db,
+    /// Batches with deletions since the last `reclaim_space`.
+    deletes: AtomicU64,
+    /// Whether a reclaim is running, and its end.
+    reclaiming: Arc<(Mutex<bool>, Condvar)>,
 }
 
 /// Keep the errno for the filesystem; the engine's message (file, offset)
@@ -173,7 +186,11 @@ impl EngineStore {
         opts: crate::engine::Options,
     ) -> Result<EngineStore, String> {
         match crate::engine::Db::open(dir, opts) {
-            Ok(db) => Ok(EngineStore { db }),
+            Ok(db) => Ok(EngineStore {
+                db,
+                deletes: AtomicU64::new(0),
+                reclaiming: Arc::new((Mutex::new(false), Condvar::new())),
+            }),
             Err(e @ crate::engine::Error::Locked(_)) => Err(e.to_string()),
             Err(e) => Err(format!("cannot open {}: {e}", dir.display())),
         }
@@ -220,13 +237,64 @@ impl Store for EngineStore {
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
         let mut b = crate::engine::WriteBatch::new();
+        let mut deletes = false;
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => b.put(k, v),
-                BatchOp::Delete(k) => b.delete(k),
+                BatchOp::Delete(k) => {
+                    b.delete(k);
+                    deletes = true;
+                }
             }
         }
-        self.db.write(b, sync).map_err(engine_err)
+        self.db.write(b, sync).map_err(engine_err)?;
+        if deletes {
+            self.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A full compaction on a thread of its own, once per run of deletions.
+    fn reclaim_space(&self, wait: Duration) -> bool {
+        let (running, ended) = &*self.reclaiming;
+        let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+        if !*r {
+            let n = self.deletes.swap(0, Ordering::Relaxed);
+            if n == 0 {
+                return false;
+            }
+            log::info!("low on space: compacting to give back what {n} deleting batches freed");
+            let db = self.db.clone();
+            let state = self.reclaiming.clone();
+            let spawned = std::thread::Builder::new()
+                .name("lsmfs-reclaim".into())
+                .spawn(move || {
+                    match db.compact_range(None, None) {
+                        Ok(()) => log::info!("space reclaim finished"),
+                        Err(e) => log::warn!("space reclaim stopped: {e}"),
+                    }
+                    let (running, ended) = &*state;
+                    *running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+                    ended.notify_all();
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start the space reclaim: {e}");
+                return false;
+            }
+            *r = true;
+        }
+        let deadline = Instant::now() + wait;
+        while *r {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            r = ended
+                .wait_timeout(r, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
     }
 
     fn sync(&self) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! sparse multi-GiB files, a second daemon on a locked directory.
 
 mod common;
-use common::Mounted;
+use common::{errno_of, Mounted};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -268,4 +268,53 @@ fn kill9_with_an_open_unlinked_file_reclaims_it() {
     assert_eq!(fs::read_dir(m.mnt.clone()).unwrap().count(), 1);
     m.remount();
     assert_eq!(fs::read(m.path("kept")).unwrap(), b"kept");
+}
+
+/// A full disk: writes get ENOSPC while a reserve is still free (room for
+/// flushes and compactions), the mount keeps serving, deleting gives the
+/// space back without a remount, and the store stays whole.
+#[test]
+fn a_full_disk_is_enospc_and_deleting_gives_the_room_back() {
+    let mut m = Mounted::on_small_disk(64, &["--memtable-size", "1048576"]);
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut f = fs::File::create(m.path("big")).unwrap();
+    let mut written = 0;
+    let err = loop {
+        match f.write_all(&chunk) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 200, "a 64 MiB disk took {written} MiB");
+    };
+    drop(f);
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(written >= 16, "only {written} MiB fit on a 64 MiB disk");
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(m.mnt.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert!(
+        st.f_bavail * st.f_frsize < 2 << 20,
+        "statfs shows {} bytes available when writes fail",
+        st.f_bavail * st.f_frsize
+    );
+    // Still serving: reads, listings; more data is refused cleanly.
+    let mut head = vec![0u8; 1 << 20];
+    fs::File::open(m.path("big"))
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert_eq!(head, chunk);
+    assert_eq!(fs::read_dir(&m.mnt).unwrap().count(), 1);
+    assert_eq!(errno_of(fs::write(m.path("more"), &chunk)), libc::ENOSPC);
+    // Deleting gives the room back at once: the next write waits for the
+    // compaction that drops the deleted data.
+    fs::remove_file(m.path("big")).unwrap();
+    let _ = fs::remove_file(m.path("more"));
+    fs::write(m.path("after"), &chunk).expect("room after the delete");
+    m.remount();
+    assert_eq!(fs::read(m.path("after")).unwrap(), chunk);
+    assert!(!m.path("big").exists());
+    m.unmount();
+    let (code, out, err) = common::lsmfs(&["check".as_ref(), m.data.as_os_str()]);
+    assert_eq!(code, 0, "check after a full disk:\n{out}{err}");
 }

@@ -48,9 +48,9 @@
 use super::cache::AttrCache;
 use super::inode::{Attr, KIND_DIR, KIND_FILE, KIND_SYMLINK};
 use super::schema::*;
+use super::space::SpaceGuard;
 use crate::store::{Batch, BatchOp, Store};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use super::data::{SetAttr, TimeSet};
@@ -89,7 +89,8 @@ pub struct FsCore {
     pub(super) store: Arc<dyn Store>,
     sync_always: bool,
     pub read_only: bool,
-    pub statfs_path: Option<PathBuf>,
+    /// Room kept on the data directory's disk (see `space`).
+    pub space: SpaceGuard,
     stripes: Vec<Mutex<()>>,
     pub(super) rename_lock: Mutex<()>,
     alloc: Mutex<Alloc>,
@@ -102,6 +103,13 @@ pub struct FsCore {
 pub(super) struct InodeLocks<'a> {
     _guards: Vec<MutexGuard<'a, ()>>,
 }
+
+/// How long an operation that found the disk full waits for a compaction
+/// that gives deleted data's space back.
+const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a new name and inode add to the store, about (for `room_for`).
+pub(super) const NEW_ENTRY_BYTES: u64 = 256;
 
 pub(super) fn io_errno(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
@@ -207,7 +215,7 @@ impl FsCore {
             store,
             sync_always,
             read_only,
-            statfs_path: None,
+            space: SpaceGuard::unlimited(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             rename_lock: Mutex::new(()),
             alloc: Mutex::new(Alloc { next: hwm, hwm }),
@@ -280,6 +288,21 @@ impl FsCore {
         } else {
             Ok(())
         }
+    }
+
+    /// May an operation add about `bytes` to the store? ENOSPC near full,
+    /// unless deletions since the last try give space back: then this waits
+    /// (a few seconds at most) for the compaction that frees it.
+    pub(super) fn room_for(&self, bytes: u64) -> FsResult<()> {
+        if self.space.admit(bytes).is_ok() {
+            return Ok(());
+        }
+        while self.store.reclaim_space(RECLAIM_WAIT) {
+            if self.space.admit_now(bytes).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(libc::ENOSPC)
     }
 
     /// Commit one operation's batch (synced with `sync_always`).

@@ -252,6 +252,7 @@ impl FsCore {
         kill_priv: bool,
     ) -> FsResult<Attr> {
         self.writable()?;
+        self.room_for(data.len() as u64)?;
         let _g = self.lock_inodes(&[ino]);
         let mut a = self.getattr(ino)?;
         if a.is_dir() {
@@ -351,6 +352,11 @@ impl FsCore {
             return Err(libc::EINVAL);
         }
         self.writable()?;
+        if !punch && !zero {
+            // Nothing is allocated ahead (files are sparse), but a caller
+            // asking for room must hear ENOSPC when the disk has none.
+            self.room_for(length)?;
+        }
         let _g = self.lock_inodes(&[ino]);
         let mut a = self.getattr(ino)?;
         if a.is_dir() {

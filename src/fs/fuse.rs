@@ -13,6 +13,7 @@ use super::core::{Caller, FsCore, SetAttr, TimeSet};
 use super::inode::{Attr, KIND_BLK, KIND_CHR, KIND_DIR, KIND_FIFO, KIND_SOCK, KIND_SYMLINK};
 use super::requests::{Req, RequestCounts};
 use super::schema::{ROOT_INO, STATS_INO, STATS_NAME};
+use super::space::SpaceGuard;
 use super::FsConfig;
 use crate::store::Store;
 use fuser::{
@@ -117,7 +118,9 @@ impl FuseFs {
             let kind = std::io::Error::from_raw_os_error(e.errno).kind();
             std::io::Error::new(kind, e.reason)
         })?;
-        core.statfs_path = config.statfs_path.clone();
+        if let Some(dir) = &config.statfs_path {
+            core.space = SpaceGuard::new(dir, config.space_reserve);
+        }
         Ok(FuseFs {
             core: Arc::new(core),
             config,
@@ -690,24 +693,18 @@ impl fuser::Filesystem for FuseFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.requests.count(Req::Statfs);
         let used = self.core.inodes_used();
-        if let Some(p) = &self.core.statfs_path {
-            if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) {
-                // SAFETY: statvfs writes into a zeroed struct we own.
-                let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-                if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
-                    reply.statfs(
-                        st.f_blocks,
-                        st.f_bfree,
-                        st.f_bavail,
-                        used + st.f_ffree,
-                        st.f_ffree,
-                        st.f_bsize as u32,
-                        255,
-                        st.f_frsize as u32,
-                    );
-                    return;
-                }
-            }
+        if let Some(d) = self.core.space.disk_space() {
+            reply.statfs(
+                d.blocks,
+                d.bfree,
+                d.bavail,
+                used + d.ffree,
+                d.ffree,
+                d.bsize,
+                255,
+                d.frsize,
+            );
+            return;
         }
         reply.statfs(
             1 << 30,

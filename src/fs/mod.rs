@@ -9,6 +9,7 @@
 //! | `namespace` | entries: lookup, create, link, unlink, rmdir, rename, readdir |
 //! | `data` | contents and attributes: read, write, setattr, fallocate, lseek |
 //! | `xattr` | extended attributes |
+//! | `space` | the free-space reserve: ENOSPC before the disk is really full |
 //! | `fuse` | the thin `fuser::Filesystem` translation |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
 //! | `mount` | the `lsmfs mount` command |
@@ -36,6 +37,7 @@ pub mod mount;
 pub mod namespace;
 pub mod requests;
 pub mod schema;
+pub mod space;
 pub mod xattr;
 
 pub use self::fuse::FuseFs;
@@ -52,4 +54,7 @@ pub struct FsConfig {
     pub read_only: bool,
     /// Directory whose filesystem `statfs` reports (the data directory).
     pub statfs_path: Option<PathBuf>,
+    /// Bytes kept free on that filesystem for flushes and compactions:
+    /// operations that add data fail with ENOSPC below it (see `space`).
+    pub space_reserve: u64,
 }

@@ -57,7 +57,8 @@ pub struct MountArgs {
     pub sync: String,
     /// Memtable size in bytes (flushed to a table when full). Two can be
     /// in memory at once; bigger ones mean fewer flushes and WAL switches
-    /// (each fsyncs the old WAL) and less compaction.
+    /// (each fsyncs the old WAL) and less compaction. Eight of them are kept
+    /// free on the data directory's disk: writes get ENOSPC below that.
     #[arg(long, default_value_t = 32 << 20)]
     pub memtable_size: usize,
     /// Kernel read-ahead for this mount, in KiB (the kernel caps a FUSE
@@ -603,6 +604,14 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Free space kept on the data directory's disk: room for the engine's
+/// largest compaction (all of L0 into L1: four memtables of L0 and the L1
+/// they overlap), so that it can always flush, compact and so give space
+/// back after deletions.
+fn space_reserve(memtable_size: usize) -> u64 {
+    8 * memtable_size.max(64 << 10) as u64
+}
+
 /// How long to wait for DATA_DIR's lock: a daemon that was just unmounted
 /// may still be flushing its store (`umount` returns before it exits).
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -638,6 +647,7 @@ fn serve(
         writeback_cache: parsed.writeback_cache,
         read_only: parsed.read_only,
         statfs_path: Some(args.data_dir.clone()),
+        space_reserve: space_reserve(args.memtable_size),
     };
     let dyn_store: Arc<dyn Store> = store.clone();
     let fs = FuseFs::new(dyn_store, config).map_err(|e| {

@@ -6,7 +6,7 @@
 //! plus its subdirectories. The hidden `.lsmfs-stats` name at the root is
 //! reserved: it cannot be created, linked, renamed or removed.
 
-use super::core::{Caller, FsCore, FsResult, NAME_MAX};
+use super::core::{Caller, FsCore, FsResult, NAME_MAX, NEW_ENTRY_BYTES};
 use super::inode::{kind_from_mode, Attr, KIND_DIR, KIND_FILE, KIND_SYMLINK};
 use super::schema::*;
 use crate::store::Batch;
@@ -94,6 +94,7 @@ impl FsCore {
     ) -> FsResult<Attr> {
         check_name(name)?;
         self.writable()?;
+        self.room_for(NEW_ENTRY_BYTES + symlink_target.map_or(0, |t| t.len() as u64))?;
         if reserved(parent, name) {
             return Err(libc::EEXIST);
         }
@@ -185,6 +186,7 @@ impl FsCore {
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
         check_name(newname)?;
         self.writable()?;
+        self.room_for(NEW_ENTRY_BYTES)?;
         if reserved(newparent, newname) {
             return Err(libc::EEXIST);
         }

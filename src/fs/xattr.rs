@@ -47,6 +47,7 @@ impl FsCore {
         if value.len() > XATTR_SIZE_MAX {
             return Err(libc::E2BIG);
         }
+        self.room_for((name.len() + value.len()) as u64)?;
         if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
             return Err(libc::EINVAL);
         }

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Mounted {
+    /// Dropped before `tmp` (fields drop in order, after `Drop::drop` has
+    /// unmounted lsmfs): the small disk under the data directory, if any.
+    disk: Option<SmallDisk>,
     pub tmp: tempfile::TempDir,
     pub data: PathBuf,
     pub mnt: PathBuf,
@@ -44,15 +47,29 @@ impl Mounted {
     }
 
     pub fn with_args(extra: &[&str]) -> Mounted {
+        Self::build(extra, None)
+    }
+
+    /// A mount whose data directory is on a tmpfs of `mib` MiB (root only).
+    pub fn on_small_disk(mib: u64, extra: &[&str]) -> Mounted {
+        Self::build(extra, Some(mib))
+    }
+
+    fn build(extra: &[&str], disk_mib: Option<u64>) -> Mounted {
         let tmp = tempfile::Builder::new()
             .prefix("lsmfs-test")
             .tempdir()
             .expect("tempdir");
-        let data = tmp.path().join("data");
+        let disk = disk_mib.map(|mib| SmallDisk::mount(&tmp.path().join("disk"), mib));
+        let data = match &disk {
+            Some(d) => d.0.join("data"),
+            None => tmp.path().join("data"),
+        };
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir_all(&mnt).expect("mkdir mnt");
         let log = tmp.path().join("daemon.log");
         let mut m = Mounted {
+            disk,
             tmp,
             data,
             mnt,
@@ -214,6 +231,35 @@ impl Mounted {
         }
         if mounted(&self.mnt) {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// A tmpfs of a few MiB, to fill up; unmounted (lazily if busy) on drop.
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(at).expect("mkdir disk");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a {mib} MiB tmpfs at {} failed", at.display());
+        SmallDisk(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
     }
 }
