@@ -63,6 +63,12 @@ echo "source tree: $(du -sh "$WORK/gitsrc/src" | cut -f1), $(find "$WORK/gitsrc/
   "tarball $(du -h "$WORK/src.tar" | cut -f1)"
 echo "plain directory filesystem: $(df -T "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
+# A FUSE round trip is two cross-CPU wakeups; in a VM whose guest does not
+# halt-poll, each one wakes an idle vCPU through the host (tens of µs).
+HALTPOLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ -r "$HALTPOLL" ]; then
+  echo "guest halt polling: $(cat "$HALTPOLL") ns (0: off; FUSE round trips then cost host wakeups)"
+fi
 
 # --- helpers -----------------------------------------------------------------
 now() { date +%s.%N; }
