@@ -25,7 +25,7 @@
 use super::cache::BlockCache;
 use super::compaction::{self, Compaction, MergeContext};
 use super::db_iter::DbIterator;
-use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber};
+use super::dbformat::{lookup_key, parse_internal_key, user_key, SequenceNumber};
 use super::env::{Env, FileLock, WritableFile};
 use super::error::{Error, Result};
 use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
@@ -679,10 +679,22 @@ impl Db {
         self.flush()?;
         let shared = &self.handle.shared;
         let _g = lock(&shared.version_lock);
+        // One file (with what it overlaps) at a time, not a whole level at
+        // once: each step needs room for its own output only, and frees its
+        // inputs before the next (this is how a nearly full disk gets
+        // deleted data's space back).
         for level in 0..NUM_LEVELS - 1 {
             loop {
                 let version = lock(&shared.state).current.clone();
-                match compaction::pick_range(&version, level, begin, end) {
+                let Some(first) = version
+                    .overlapping_inputs(level, begin, end)
+                    .first()
+                    .cloned()
+                else {
+                    break;
+                };
+                let (lo, hi) = (user_key(&first.smallest), user_key(&first.largest));
+                match compaction::pick_range(&version, level, Some(lo), Some(hi)) {
                     Some(c) => shared.run_compaction(&c, &version, true)?,
                     None => break,
                 }
