@@ -129,10 +129,13 @@ impl Store for MemStore {
     }
 }
 
+/// Deleted keys it takes for `reclaim_space` to run a full compaction.
+const RECLAIM_MIN_DELETES: u64 = 32;
+
 /// The embedded LSM engine behind the store interface.
 pub struct EngineStore {
     db: crate::engine::Db,
-    /// Batches with deletions since the last `reclaim_space`.
+    /// Keys deleted since the last `reclaim_space`.
     deletes: AtomicU64,
     /// Whether a reclaim is running, and its end.
     reclaiming: Arc<(Mutex<bool>, Condvar)>,
@@ -237,19 +240,19 @@ impl Store for EngineStore {
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
         let mut b = crate::engine::WriteBatch::new();
-        let mut deletes = false;
+        let mut deletes = 0;
         for op in &batch.ops {
             match op {
                 BatchOp::Put(k, v) => b.put(k, v),
                 BatchOp::Delete(k) => {
                     b.delete(k);
-                    deletes = true;
+                    deletes += 1;
                 }
             }
         }
         self.db.write(b, sync).map_err(engine_err)?;
-        if deletes {
-            self.deletes.fetch_add(1, Ordering::Relaxed);
+        if deletes > 0 {
+            self.deletes.fetch_add(deletes, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -259,11 +262,13 @@ impl Store for EngineStore {
         let (running, ended) = &*self.reclaiming;
         let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
         if !*r {
-            let n = self.deletes.swap(0, Ordering::Relaxed);
-            if n == 0 {
+            // A few deleted keys free next to nothing: not worth a full
+            // compaction (and a refused write's wait for it).
+            if self.deletes.load(Ordering::Relaxed) < RECLAIM_MIN_DELETES {
                 return false;
             }
-            log::info!("low on space: compacting to give back what {n} deleting batches freed");
+            let n = self.deletes.swap(0, Ordering::Relaxed);
+            log::info!("low on space: compacting to give back what {n} deleted keys held");
             let db = self.db.clone();
             let state = self.reclaiming.clone();
             let spawned = std::thread::Builder::new()
