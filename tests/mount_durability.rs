@@ -46,6 +46,8 @@ fn sparse_file_of_many_gib() {
     drop(f);
     assert_eq!(fs::metadata(&p).unwrap().len(), (5 << 30) + 1);
     m.remount();
+    // The holes take no blocks: du, cp --sparse, tar -S see a sparse file.
+    assert_eq!(fs::metadata(&p).unwrap().blocks(), 8);
     let mut f = fs::File::open(&p).unwrap();
     let mut buf = vec![1u8; 1 << 20];
     f.seek(SeekFrom::Start(3 << 30)).unwrap();

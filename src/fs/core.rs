@@ -185,14 +185,23 @@ impl FsCore {
                 let ver = v
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                if ver != Some(FORMAT_VERSION) {
+                if ver != Some(FORMAT_VERSION) && ver != Some(FORMAT_UPGRADABLE) {
                     let found = ver.map_or("an unreadable format record".into(), |v| {
                         format!("format {v}")
                     });
                     return Err(OpenError::refused(format!(
-                        "the store holds a filesystem of {found}; this lsmfs reads format \
-                         {FORMAT_VERSION} only"
+                        "the store holds a filesystem of {found}; this lsmfs reads formats \
+                         {FORMAT_UPGRADABLE} and {FORMAT_VERSION} only"
                     )));
+                }
+                if ver == Some(FORMAT_UPGRADABLE) && !read_only {
+                    let mut b = Batch::new();
+                    b.put(meta_key("format"), FORMAT_VERSION.to_be_bytes().to_vec());
+                    store.write(b, true).map_err(io_errno)?;
+                    log::info!(
+                        "filesystem format {FORMAT_UPGRADABLE} upgraded to {FORMAT_VERSION} \
+                         (inode records now count their chunks)"
+                    );
                 }
                 let hwm = store
                     .get(&meta_key("next_ino"))
@@ -711,6 +720,33 @@ mod tests {
         let e = FsCore::open(store, false, false).err();
         assert_eq!(e.as_ref().map(|e| e.errno), Some(libc::EIO));
         assert!(e.is_some_and(|e| e.reason.contains("format 99")));
+    }
+
+    /// A format-2 store (inode records without a chunk count) is read as
+    /// it is, and marked format 3 only by a read-write open.
+    #[test]
+    fn format_2_is_read_and_upgraded() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        f.write(U, a.ino, 0, &vec![7u8; 2 * CHUNK_SIZE as usize + 1], false)
+            .unwrap();
+        let a = f.getattr(a.ino).unwrap();
+        drop(f);
+        let mut b = Batch::new();
+        b.put(meta_key("format"), 2u32.to_be_bytes().to_vec());
+        b.put(inode_key(a.ino), super::super::inode::encode_v1(&a));
+        store.write(b, false).unwrap();
+        let format = || store.get(&meta_key("format")).unwrap();
+        let ro = FsCore::open(store.clone(), false, true).unwrap();
+        assert_eq!(ro.getattr(a.ino).unwrap().chunks, 3);
+        assert_eq!(format(), Some(2u32.to_be_bytes().to_vec()));
+        drop(ro);
+        let rw = FsCore::open(store.clone(), false, false).unwrap();
+        assert_eq!(format(), Some(3u32.to_be_bytes().to_vec()));
+        assert_eq!(rw.getattr(a.ino).unwrap(), a);
+        rw.write(U, a.ino, 0, b"new", false).unwrap();
+        assert_eq!(rw.getattr(a.ino).unwrap().chunks, 3);
+        assert_eq!(rw.read(a.ino, 0, 4).unwrap(), b"new\x07");
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl FsCore {
             a.inline = None;
             if !data.is_empty() {
                 b.put(chunk_key(a.ino, 0), data);
+                a.chunks = 1;
             }
             a.size = size;
             return Ok(false);
@@ -164,9 +165,12 @@ impl FsCore {
             )
             .map_err(io_errno)?;
         if doomed.len() > MAX_INLINE_DELETES {
+            // Deleted later: `keep` bounds what stays.
+            a.chunks = a.chunks.min(keep);
             b.put(orphan_key(a.ino), Vec::new());
             return Ok(true);
         }
+        a.chunks = a.chunks.saturating_sub(doomed.len() as u64).min(keep);
         for (k, _) in doomed {
             b.delete(k);
         }
@@ -240,6 +244,19 @@ impl FsCore {
         self.write_ext(c, ino, offset, data, append, c.uid != 0)
     }
 
+    /// Whether chunk `idx` of a file of `size` bytes is stored (past the
+    /// end nothing is; before it, a hole is a missing key).
+    fn chunk_exists(&self, ino: u64, idx: u64, size: u64) -> FsResult<bool> {
+        if idx * CHUNK_SIZE >= size {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .get(&chunk_key(ino, idx))
+            .map_err(io_errno)?
+            .is_some())
+    }
+
     /// `write`, with the kernel saying whether to clear setuid/setgid
     /// (FUSE_WRITE_KILL_SUIDGID).
     pub fn write_ext(
@@ -284,6 +301,9 @@ impl FsCore {
                 }
             }
         }
+        // Chunks this write adds (for st_blocks): every chunk past the old
+        // end is new; one before it may be a hole.
+        let mut added = pending.len() as u64;
         if a.inline.is_none() && !data.is_empty() {
             let first = offset / CHUNK_SIZE;
             let last = (end - 1) / CHUNK_SIZE;
@@ -294,16 +314,24 @@ impl FsCore {
                 let src = &data[(from - offset) as usize..(to - offset) as usize];
                 let within = (from - cstart) as usize;
                 let chunk = if within == 0 && src.len() as u64 == CHUNK_SIZE {
-                    pending.remove(&idx);
+                    if pending.remove(&idx).is_none() && !self.chunk_exists(ino, idx, a.size)? {
+                        added += 1;
+                    }
                     src.to_vec()
                 } else {
                     let mut cur = match pending.remove(&idx) {
                         Some(c) => c,
-                        None => self
-                            .store
-                            .get(&chunk_key(ino, idx))
-                            .map_err(io_errno)?
-                            .unwrap_or_default(),
+                        None if cstart >= a.size => {
+                            added += 1;
+                            Vec::new()
+                        }
+                        None => match self.store.get(&chunk_key(ino, idx)).map_err(io_errno)? {
+                            Some(c) => c,
+                            None => {
+                                added += 1;
+                                Vec::new()
+                            }
+                        },
                     };
                     // Never resurrect bytes past the old end of file.
                     let valid = a.size.saturating_sub(cstart).min(CHUNK_SIZE) as usize;
@@ -320,6 +348,7 @@ impl FsCore {
         for (idx, c) in pending {
             b.put(chunk_key(ino, idx), c);
         }
+        a.chunks += added;
         a.size = a.size.max(end);
         let t = now_ns();
         a.mtime = t;
@@ -432,11 +461,13 @@ impl FsCore {
                 .scan(&start, &end, MAX_INLINE_DELETES + 1)
                 .map_err(io_errno)?;
             if keys.len() <= MAX_INLINE_DELETES {
+                a.chunks = a.chunks.saturating_sub(keys.len() as u64);
                 for (k, _) in keys {
                     b.delete(k);
                 }
                 return Ok(());
             }
+            a.chunks = a.chunks.saturating_sub(MAX_INLINE_DELETES as u64);
             let mut extra = Batch::new();
             for (k, _) in &keys[..MAX_INLINE_DELETES] {
                 extra.delete(k.clone());
@@ -615,6 +646,51 @@ mod tests {
             ((n + 3) * CHUNK_SIZE) as i64
         );
         assert_eq!(f.lseek(a.ino, 7, libc::SEEK_DATA).unwrap(), 7);
+    }
+
+    /// `chunks` (st_blocks) counts the stored chunk keys through every
+    /// kind of change: appends, writes into holes, overwrites, inline
+    /// conversion, truncation, punched holes.
+    #[test]
+    fn chunk_count_follows_the_stored_chunks() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let stored = |ino| keys_with_prefix(&store, &chunk_key(ino, 0)[..9]) as u64;
+        let check = |what: &str| {
+            let got = f.getattr(a.ino).unwrap();
+            assert_eq!(got.chunks, stored(a.ino), "{what}");
+            got
+        };
+        f.write(U, a.ino, 0, b"small", false).unwrap();
+        assert_eq!(check("inline").blocks(), 1);
+        f.write(U, a.ino, 0, &vec![1u8; CS + 10], false).unwrap();
+        check("inline to chunks");
+        // A hole, then one chunk far out: a sparse file.
+        f.setattr(U, a.ino, size(1 << 30)).unwrap();
+        f.write(U, a.ino, 100 * CS as u64 + 3, b"x", false).unwrap();
+        let got = check("one chunk in a hole");
+        assert_eq!(got.chunks, 3);
+        assert!(got.blocks() * 512 < got.size / 1000, "holes take no blocks");
+        // Whole-chunk writes into the hole and over existing chunks.
+        f.write(U, a.ino, 50 * CS as u64, &vec![2u8; 2 * CS], false)
+            .unwrap();
+        f.write(U, a.ino, 50 * CS as u64, &vec![3u8; 3 * CS], false)
+            .unwrap();
+        assert_eq!(check("writes into holes and over chunks").chunks, 6);
+        // Punching a hole deletes whole chunks.
+        f.fallocate(
+            a.ino,
+            50 * CS as u64,
+            2 * CS as u64,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        )
+        .unwrap();
+        assert_eq!(check("punched").chunks, 4);
+        // Truncating drops the chunks past the new size.
+        f.setattr(U, a.ino, size(60 * CS as u64)).unwrap();
+        assert_eq!(check("truncated").chunks, 3);
+        f.setattr(U, a.ino, size(0)).unwrap();
+        assert_eq!(check("emptied").chunks, 0);
     }
 
     #[test]

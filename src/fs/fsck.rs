@@ -6,8 +6,9 @@
 //! recorded type; every inode is reachable from the root or listed as an
 //! orphan; nlink equals the number of entries (directories: 2 + their
 //! subdirectories); no data chunk lies beyond its file's size or belongs to
-//! a missing inode; every symlink has a target; no directory is its own
-//! ancestor; every inode number is below the allocator's high-water mark.
+//! a missing inode; a file's chunk count (st_blocks) is at least its stored
+//! chunks; every symlink has a target; no directory is its own ancestor;
+//! every inode number is below the allocator's high-water mark.
 
 use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
 use super::schema::*;
@@ -186,6 +187,20 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
         }
         if a.kind == KIND_SYMLINK && !s.symlinks.contains(ino) {
             problems.push(format!("symlink {ino} has no target"));
+        }
+    }
+    let mut stored: HashMap<u64, u64> = HashMap::new();
+    for &(ino, _, _) in &s.chunks {
+        *stored.entry(ino).or_default() += 1;
+    }
+    for (ino, n) in stored {
+        if let Some(a) = s.inodes.get(&ino) {
+            if a.chunks < n && !s.orphans.contains(&ino) {
+                problems.push(format!(
+                    "inode {ino}: records {} chunks but {n} are stored (st_blocks too small)",
+                    a.chunks
+                ));
+            }
         }
     }
     for &(ino, idx, len) in &s.chunks {

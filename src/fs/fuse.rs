@@ -89,7 +89,7 @@ fn to_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
-        blocks: a.size.div_ceil(512),
+        blocks: a.blocks(),
         atime: time(a.atime),
         mtime: time(a.mtime),
         ctime: time(a.ctime),
@@ -895,6 +895,14 @@ mod tests {
         assert_eq!(f.kind, FileType::Symlink);
         assert_eq!(f.perm, 0o777);
         assert_eq!(f.blocks, 2);
+        let sparse = Attr {
+            kind: crate::fs::inode::KIND_FILE,
+            mode: libc::S_IFREG | 0o644,
+            size: 5 << 30,
+            chunks: 1,
+            ..a.clone()
+        };
+        assert_eq!(to_attr(&sparse).blocks, 8, "holes take no blocks");
         assert_eq!(ns(f.atime), -1_500_000_000);
         assert_eq!(ns(f.mtime), 1_700_000_000_123_456_789);
         assert_eq!(time_set(TimeOrNow::SpecificTime(time(5))), TimeSet::At(5));

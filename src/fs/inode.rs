@@ -1,18 +1,29 @@
 //! The inode record stored under `I ino`.
 //!
 //! ```text
-//! version u8 (=1) | kind u8 | mode u32 | uid u32 | gid u32 | nlink u32 | rdev u32
+//! version u8 (=2) | kind u8 | mode u32 | uid u32 | gid u32 | nlink u32 | rdev u32
 //! | size u64 | atime i64 | mtime i64 | ctime i64 (ns since the epoch)
 //! | parent u64 (directories: their parent, for `..` and cycle checks)
+//! | chunks u64 (files: how many chunk keys hold data, for st_blocks)
 //! | flags u8 (bit 0: data inline, bit 1: has xattrs) | inline data (rest of the record)
 //! ```
 //! all little-endian. Files of up to `INLINE_MAX` bytes keep their data in
 //! the record itself, so creating a small file is one key, and reading it is
 //! one lookup.
+//!
+//! Version 1 (filesystem format 2) had no `chunks`: such a record reads as
+//! a file with every chunk up to its size stored, which is what `st_blocks`
+//! said then. `chunks` is what makes a sparse file look sparse to `du` and
+//! to `cp`/`tar`/`rsync`, which only look for holes in a file whose
+//! st_blocks are fewer than its size. A truncate that defers its deletions
+//! keeps it an upper bound, never less than what is stored.
+
+use super::schema::CHUNK_SIZE;
 
 pub const INLINE_MAX: usize = 4096;
-const VERSION: u8 = 1;
-const FIXED: usize = 1 + 1 + 4 * 5 + 8 * 5 + 1;
+const VERSION: u8 = 2;
+const FIXED: usize = 1 + 1 + 4 * 5 + 8 * 6 + 1;
+const FIXED_V1: usize = FIXED - 8;
 
 pub const KIND_FILE: u8 = 1;
 pub const KIND_DIR: u8 = 2;
@@ -42,6 +53,8 @@ pub struct Attr {
     /// Set once an xattr is written, so removing the inode knows whether
     /// to look for `X` keys.
     pub has_xattrs: bool,
+    /// Chunk keys holding this file's data (0 while it is inline).
+    pub chunks: u64,
 }
 
 /// File type from the type bits of a mode.
@@ -75,6 +88,16 @@ impl Attr {
         self.kind == KIND_DIR
     }
 
+    /// st_blocks (512-byte units): the stored chunks of a chunked file (so
+    /// holes take none), else the size.
+    pub fn blocks(&self) -> u64 {
+        if self.kind == KIND_FILE && self.inline.is_none() {
+            self.chunks * (CHUNK_SIZE / 512)
+        } else {
+            self.size.div_ceil(512)
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             KIND_FILE => "file",
@@ -101,6 +124,7 @@ impl Attr {
             v.extend_from_slice(&t.to_le_bytes());
         }
         v.extend_from_slice(&self.parent.to_le_bytes());
+        v.extend_from_slice(&self.chunks.to_le_bytes());
         v.push(u8::from(self.inline.is_some()) | (u8::from(self.has_xattrs) << 1));
         v.extend_from_slice(inline);
         v
@@ -108,11 +132,14 @@ impl Attr {
 
     /// Decode a record (the inode number is not part of it).
     pub fn decode(b: &[u8]) -> Result<Attr, String> {
-        if b.len() < FIXED {
+        let fixed = match b.first() {
+            Some(&VERSION) => FIXED,
+            Some(1) => FIXED_V1,
+            Some(v) => return Err(format!("unknown inode record version {v}")),
+            None => 0,
+        };
+        if fixed == 0 || b.len() < fixed {
             return Err(format!("inode record of {} bytes is too short", b.len()));
-        }
-        if b[0] != VERSION {
-            return Err(format!("unknown inode record version {}", b[0]));
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let u64_at = |o: usize| {
@@ -120,8 +147,8 @@ impl Attr {
             x.copy_from_slice(&b[o..o + 8]);
             u64::from_le_bytes(x)
         };
-        let flags = b[FIXED - 1];
-        let a = Attr {
+        let flags = b[fixed - 1];
+        let mut a = Attr {
             ino: 0,
             kind: b[1],
             mode: u32_at(2),
@@ -134,9 +161,13 @@ impl Attr {
             mtime: u64_at(38) as i64,
             ctime: u64_at(46) as i64,
             parent: u64_at(54),
-            inline: (flags & 1 != 0).then(|| b[FIXED..].to_vec()),
+            inline: (flags & 1 != 0).then(|| b[fixed..].to_vec()),
             has_xattrs: flags & 2 != 0,
+            chunks: if fixed == FIXED { u64_at(62) } else { 0 },
         };
+        if fixed == FIXED_V1 && a.kind == KIND_FILE && a.inline.is_none() {
+            a.chunks = a.size.div_ceil(CHUNK_SIZE);
+        }
         if !(KIND_FILE..=KIND_BLK).contains(&a.kind) {
             return Err(format!("unknown file type {}", a.kind));
         }
@@ -145,6 +176,15 @@ impl Attr {
         }
         Ok(a)
     }
+}
+
+/// The record as version 1 wrote it (no `chunks`), for upgrade tests.
+#[cfg(test)]
+pub(crate) fn encode_v1(a: &Attr) -> Vec<u8> {
+    let mut v = a.encode();
+    v[0] = 1;
+    v.drain(FIXED - 9..FIXED - 1);
+    v
 }
 
 #[cfg(test)]
@@ -168,6 +208,7 @@ mod tests {
             parent: 0,
             inline: Some(b"abc".to_vec()),
             has_xattrs: true,
+            chunks: 0,
         };
         assert_eq!(Attr::decode(&a.encode()).unwrap(), a);
         let b = Attr {
@@ -176,9 +217,40 @@ mod tests {
             ..a.clone()
         };
         assert_eq!(Attr::decode(&b.encode()).unwrap(), b);
+        let c = Attr {
+            inline: None,
+            size: 10 << 20,
+            chunks: 3,
+            ..a.clone()
+        };
+        assert_eq!(Attr::decode(&c.encode()).unwrap(), c);
         assert!(Attr::decode(&a.encode()[..10]).is_err());
+        assert!(Attr::decode(&[]).is_err());
         let mut bad = a.encode();
         bad[0] = 9;
         assert!(Attr::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn version_1_records_read_as_dense_files() {
+        let a = Attr {
+            kind: KIND_FILE,
+            mode: libc::S_IFREG | 0o600,
+            nlink: 1,
+            size: 3 * CHUNK_SIZE + 1,
+            chunks: 1,
+            ..Default::default()
+        };
+        let v1 = encode_v1(&a);
+        let got = Attr::decode(&v1).unwrap();
+        assert_eq!(got.chunks, 4, "every chunk up to the size");
+        assert_eq!(Attr { chunks: 1, ..got }, a);
+        let small = Attr {
+            size: 2,
+            inline: Some(b"hi".to_vec()),
+            chunks: 0,
+            ..a.clone()
+        };
+        assert_eq!(Attr::decode(&encode_v1(&small)).unwrap(), small);
     }
 }

@@ -23,9 +23,10 @@
 //! Known limits, by choice: an inode lives while it has a name or an open
 //! handle, not while the kernel merely references it (a removed directory
 //! that is only some process's cwd goes at once); reads do not update
-//! atime (as `noatime`); `st_blocks` is the size in 512-byte units, so du
-//! counts a sparse file's holes; there are no POSIX ACLs (system.* xattrs
-//! are refused).
+//! atime (as `noatime`); there are no POSIX ACLs (system.* xattrs are
+//! refused). `st_blocks` counts a file's stored 4 KiB chunks, so holes
+//! take none (after a truncate that defers its deletions, it may count
+//! chunks still being deleted).
 
 mod cache;
 pub mod core;

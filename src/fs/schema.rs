@@ -24,7 +24,11 @@
 //! per byte of an untar, and up to 16 KiB of WAL for an fsync'd 30-byte
 //! append). Large reads stay cheap because a range scan reads the chunk
 //! blocks ahead in 1 MiB runs. Format 1 had 16 KiB chunks; format 2 has
-//! 4 KiB, and a store of another format is refused.
+//! 4 KiB. Format 3 adds the count of stored chunks to the inode record (its
+//! version 2), so st_blocks shows holes: a format-2 store is read as it is
+//! (its records count every chunk up to the size) and marked format 3 at
+//! its first read-write mount, so that an older lsmfs refuses it instead
+//! of misreading the newer records. Any other format is refused.
 
 pub const CHUNK_SIZE: u64 = 4 * 1024;
 pub const ROOT_INO: u64 = 1;
@@ -32,7 +36,9 @@ pub const ROOT_INO: u64 = 1;
 pub const STATS_INO: u64 = 2;
 pub const FIRST_INO: u64 = 16;
 pub const STATS_NAME: &[u8] = b".lsmfs-stats";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The older format this build still reads (and upgrades when writable).
+pub const FORMAT_UPGRADABLE: u32 = 2;
 
 pub fn inode_key(ino: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
