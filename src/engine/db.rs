@@ -192,6 +192,9 @@ struct State {
     /// have to wait for it get this error (ENOSPC) instead of waiting.
     no_space: Option<Error>,
     retry_at: Option<Instant>,
+    /// Whether it was a flush that found no room (a compaction's failure
+    /// need not hold back a flush, which writes less).
+    no_space_in_flush: bool,
     /// A compaction hit corrupt input; stop compacting, keep serving.
     compaction_paused: bool,
     compaction_needed: bool,
@@ -432,6 +435,7 @@ impl Db {
             bg_error: None,
             no_space: None,
             retry_at: None,
+            no_space_in_flush: false,
             compaction_paused: false,
             compaction_needed: false,
             pending_outputs: HashSet::new(),
@@ -996,8 +1000,9 @@ impl Shared {
 
     /// A flush or compaction found the disk full: retry later, and let
     /// writers that would wait for it fail with the error meanwhile.
-    fn out_of_space(&self, e: Error) {
+    fn out_of_space(&self, e: Error, in_flush: bool) {
         let mut st = lock(&self.state);
+        st.no_space_in_flush = in_flush;
         if st.no_space.is_none() {
             log::warn!(
                 "out of space: flushes and compactions wait for room (retrying every {} ms); \
@@ -1013,6 +1018,7 @@ impl Shared {
     fn room_again(&self) {
         let mut st = lock(&self.state);
         st.retry_at = None;
+        st.no_space_in_flush = false;
         if st.no_space.take().is_some() {
             log::warn!("space available again: flushes and compactions resumed");
         }
@@ -1045,8 +1051,13 @@ impl Shared {
             if force && st.mem.is_empty() {
                 return Ok(st.mem.clone());
             }
-            if st.imm.is_some() || l0 >= self.opts.l0_stop_trigger {
-                if let Some(e) = &st.no_space {
+            let stopped = l0 >= self.opts.l0_stop_trigger;
+            if st.imm.is_some() || stopped {
+                if let Some(e) = st
+                    .no_space
+                    .as_ref()
+                    .filter(|_| st.no_space_in_flush || stopped)
+                {
                     return Err(e.clone());
                 }
                 add(&self.counters.write_stalls, 1);
@@ -1107,6 +1118,7 @@ impl Shared {
                     let work = st.bg_error.is_none() && (st.imm.is_some() || compact);
                     let wait = st
                         .retry_at
+                        .filter(|_| st.imm.is_none() || st.no_space_in_flush)
                         .map(|at| at.saturating_duration_since(Instant::now()));
                     st = match wait {
                         _ if !work => self.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -1120,7 +1132,7 @@ impl Shared {
                 }
             }
             self.counters.background_busy.store(true, Ordering::Relaxed);
-            let r = self.background_work();
+            let (flushed, r) = self.background_work();
             self.counters
                 .background_busy
                 .store(false, Ordering::Relaxed);
@@ -1131,7 +1143,7 @@ impl Shared {
                     log::error!("compaction stopped: {e}");
                     lock(&self.state).compaction_paused = true;
                 }
-                Err(e) if e.is_no_space() => self.out_of_space(e),
+                Err(e) if e.is_no_space() => self.out_of_space(e, flushed),
                 Err(e) => {
                     self.set_bg_error(e);
                 }
@@ -1140,7 +1152,8 @@ impl Shared {
         }
     }
 
-    fn background_work(&self) -> Result<()> {
+    /// One flush or compaction; whether it was a flush, and how it went.
+    fn background_work(&self) -> (bool, Result<()>) {
         let _g = lock(&self.version_lock);
         let has_imm = lock(&self.state).imm.is_some();
         if has_imm {
@@ -1149,8 +1162,13 @@ impl Shared {
             if r.is_ok() {
                 log::info!("flush finished");
             }
-            return r;
+            return (true, r);
         }
+        (false, self.compact_once())
+    }
+
+    /// The compaction the level scores call for, if any.
+    fn compact_once(&self) -> Result<()> {
         let (version, c) = {
             let vs = lock(&self.versions);
             let v = vs.current();
