@@ -330,3 +330,21 @@ fn a_full_disk_is_enospc_and_deleting_gives_the_room_back() {
     let (code, out, err) = common::lsmfs(&["check".as_ref(), m.data.as_os_str()]);
     assert_eq!(code, 0, "check after a full disk:\n{out}{err}");
 }
+
+/// `--space-reserve-mb` beyond the disk's free space: nothing that adds data
+/// fits, df shows nothing available, removing still works.
+#[test]
+fn a_reserve_larger_than_the_disk_refuses_new_data() {
+    let mut m = Mounted::new();
+    fs::write(m.path("old"), b"kept").unwrap();
+    m.set_args(&["--space-reserve-mb", "1000000000"]);
+    m.remount();
+    assert_eq!(errno_of(fs::write(m.path("new"), b"x")), libc::ENOSPC);
+    assert_eq!(errno_of(fs::create_dir(m.path("dir"))), libc::ENOSPC);
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(m.mnt.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_bavail, 0);
+    assert_eq!(fs::read(m.path("old")).unwrap(), b"kept");
+    fs::remove_file(m.path("old")).unwrap();
+}

@@ -57,10 +57,15 @@ pub struct MountArgs {
     pub sync: String,
     /// Memtable size in bytes (flushed to a table when full). Two can be
     /// in memory at once; bigger ones mean fewer flushes and WAL switches
-    /// (each fsyncs the old WAL) and less compaction. Eight of them are kept
-    /// free on the data directory's disk: writes get ENOSPC below that.
+    /// (each fsyncs the old WAL) and less compaction.
     #[arg(long, default_value_t = 32 << 20)]
     pub memtable_size: usize,
+    /// Free space (MiB) kept on the data directory's disk for flushes and
+    /// compactions: below it, operations that add data get ENOSPC. Default:
+    /// eight memtables (room for the largest compaction); less on a small
+    /// disk risks compactions that cannot run until space is freed.
+    #[arg(long)]
+    pub space_reserve_mb: Option<u64>,
     /// Kernel read-ahead for this mount, in KiB (the kernel caps a FUSE
     /// mount at 128 KiB; larger windows mean fewer, larger reads, several
     /// in flight). 0 leaves the kernel's setting.
@@ -183,7 +188,12 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .arg("--sync")
         .arg(&args.sync)
         .arg("--memtable-size")
-        .arg(args.memtable_size.to_string());
+        .arg(args.memtable_size.to_string())
+        .arg("--readahead-kb")
+        .arg(args.readahead_kb.to_string());
+    if let Some(mb) = args.space_reserve_mb {
+        cmd.arg("--space-reserve-mb").arg(mb.to_string());
+    }
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
@@ -647,7 +657,9 @@ fn serve(
         writeback_cache: parsed.writeback_cache,
         read_only: parsed.read_only,
         statfs_path: Some(args.data_dir.clone()),
-        space_reserve: space_reserve(args.memtable_size),
+        space_reserve: args
+            .space_reserve_mb
+            .map_or_else(|| space_reserve(args.memtable_size), |mb| mb << 20),
     };
     let dyn_store: Arc<dyn Store> = store.clone();
     let fs = FuseFs::new(dyn_store, config).map_err(|e| {
