@@ -345,6 +345,11 @@ fn a_reserve_larger_than_the_disk_refuses_new_data() {
     let c = std::ffi::CString::new(m.mnt.as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
     assert_eq!(st.f_bavail, 0);
+    let stats = fs::read_to_string(m.path(".lsmfs-stats")).unwrap();
+    assert!(
+        stats.contains("operations refused with ENOSPC") && !stats.contains("(0 operations"),
+        "{stats}"
+    );
     assert_eq!(fs::read(m.path("old")).unwrap(), b"kept");
     fs::remove_file(m.path("old")).unwrap();
 }

@@ -142,6 +142,7 @@ impl FuseFs {
 
     fn stats_text(&self) -> Vec<u8> {
         let mut text = self.core.store().stats_text();
+        text.push_str(&self.core.space.text());
         text.push_str(&self.requests.text());
         text.into_bytes()
     }

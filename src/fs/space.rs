@@ -22,6 +22,7 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct SpaceGuard {
     path: Option<CString>,
     reserve: u64,
     last: Mutex<Option<Reading>>,
+    /// Operations refused with ENOSPC so far.
+    refused: AtomicU64,
 }
 
 impl SpaceGuard {
@@ -60,6 +63,7 @@ impl SpaceGuard {
             path: None,
             reserve: 0,
             last: Mutex::new(None),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -69,11 +73,24 @@ impl SpaceGuard {
             path: CString::new(dir.as_os_str().as_bytes()).ok(),
             reserve,
             last: Mutex::new(None),
+            refused: AtomicU64::new(0),
         }
     }
 
     pub fn reserve(&self) -> u64 {
         self.reserve
+    }
+
+    /// One line for `.lsmfs-stats` (empty without a disk to watch).
+    pub fn text(&self) -> String {
+        if self.path.is_none() {
+            return String::new();
+        }
+        format!(
+            "space_reserve        {} bytes ({} operations refused with ENOSPC)\n",
+            self.reserve,
+            self.refused.load(Ordering::Relaxed)
+        )
     }
 
     /// May an operation add `bytes` to the store? ENOSPC when that would eat
@@ -114,6 +131,7 @@ impl SpaceGuard {
                 .saturating_add(r.admitted)
                 .saturating_add(bytes)
         {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(libc::ENOSPC);
         }
         r.admitted += bytes;
