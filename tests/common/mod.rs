@@ -99,11 +99,22 @@ impl Mounted {
             .append(true)
             .open(&self.log)
             .expect("log");
+        // A test needs far less than the default reserve (eight 32 MiB
+        // memtables); a smaller one keeps the suite running on a machine
+        // whose disk is nearly full.
+        let reserve: &[&str] = if self.extra.iter().any(|a| a == "--space-reserve-mb")
+            || self.extra.iter().any(|a| a == "--memtable-size")
+        {
+            &[]
+        } else {
+            &["--space-reserve-mb", "64"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_lsmfs"))
             .arg("mount")
             .arg(&self.data)
             .arg(&self.mnt)
             .args(&self.extra)
+            .args(reserve)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
