@@ -225,14 +225,7 @@ impl Mounted {
 
     fn stop(&mut self) {
         if mounted(&self.mnt) {
-            let ok = Command::new("umount")
-                .arg(&self.mnt)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-            }
+            umount_or_detach(&self.mnt);
         }
         if let Some(mut c) = self.child.take() {
             if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
@@ -264,14 +257,19 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+        umount_or_detach(&self.0);
+    }
+}
+
+/// `umount`, then `umount -l` if the mount is busy.
+fn umount_or_detach(p: &Path) {
+    let ok = Command::new("umount")
+        .arg(p)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(p).status();
     }
 }
 
@@ -309,14 +307,7 @@ pub struct UnmountGuard(pub PathBuf);
 impl Drop for UnmountGuard {
     fn drop(&mut self) {
         if mounted(&self.0) {
-            let ok = Command::new("umount")
-                .arg(&self.0)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
+            umount_or_detach(&self.0);
         }
     }
 }
