@@ -244,17 +244,13 @@ impl FsCore {
         self.write_ext(c, ino, offset, data, append, c.uid != 0)
     }
 
-    /// Whether chunk `idx` of a file of `size` bytes is stored (past the
-    /// end nothing is; before it, a hole is a missing key).
-    fn chunk_exists(&self, ino: u64, idx: u64, size: u64) -> FsResult<bool> {
+    /// Chunk `idx` of a file of `size` bytes, if stored (past the end
+    /// nothing is, so that is not read; before it, a hole is a missing key).
+    fn stored_chunk(&self, ino: u64, idx: u64, size: u64) -> FsResult<Option<Vec<u8>>> {
         if idx * CHUNK_SIZE >= size {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(self
-            .store
-            .get(&chunk_key(ino, idx))
-            .map_err(io_errno)?
-            .is_some())
+        self.store.get(&chunk_key(ino, idx)).map_err(io_errno)
     }
 
     /// `write`, with the kernel saying whether to clear setuid/setgid
@@ -314,18 +310,16 @@ impl FsCore {
                 let src = &data[(from - offset) as usize..(to - offset) as usize];
                 let within = (from - cstart) as usize;
                 let chunk = if within == 0 && src.len() as u64 == CHUNK_SIZE {
-                    if pending.remove(&idx).is_none() && !self.chunk_exists(ino, idx, a.size)? {
+                    if pending.remove(&idx).is_none()
+                        && self.stored_chunk(ino, idx, a.size)?.is_none()
+                    {
                         added += 1;
                     }
                     src.to_vec()
                 } else {
                     let mut cur = match pending.remove(&idx) {
                         Some(c) => c,
-                        None if cstart >= a.size => {
-                            added += 1;
-                            Vec::new()
-                        }
-                        None => match self.store.get(&chunk_key(ino, idx)).map_err(io_errno)? {
+                        None => match self.stored_chunk(ino, idx, a.size)? {
                             Some(c) => c,
                             None => {
                                 added += 1;

@@ -190,20 +190,8 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
         }
     }
     let mut stored: HashMap<u64, u64> = HashMap::new();
-    for &(ino, _, _) in &s.chunks {
-        *stored.entry(ino).or_default() += 1;
-    }
-    for (ino, n) in stored {
-        if let Some(a) = s.inodes.get(&ino) {
-            if a.chunks < n && !s.orphans.contains(&ino) {
-                problems.push(format!(
-                    "inode {ino}: records {} chunks but {n} are stored (st_blocks too small)",
-                    a.chunks
-                ));
-            }
-        }
-    }
     for &(ino, idx, len) in &s.chunks {
+        *stored.entry(ino).or_default() += 1;
         match s.inodes.get(&ino) {
             None if !s.orphans.contains(&ino) => {
                 problems.push(format!("chunk #{idx} belongs to missing inode {ino}"))
@@ -219,6 +207,16 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
                 ))
             }
             _ => {}
+        }
+    }
+    for (ino, n) in stored {
+        if let Some(a) = s.inodes.get(&ino) {
+            if a.chunks < n && !s.orphans.contains(&ino) {
+                problems.push(format!(
+                    "inode {ino}: records {} chunks but {n} are stored (st_blocks too small)",
+                    a.chunks
+                ));
+            }
         }
     }
 }
