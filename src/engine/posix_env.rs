@@ -13,12 +13,17 @@
 //!
 //! `truncate` is durable when it returns (it fsyncs), so a cut torn tail
 //! stays cut; `FaultEnv` models it the same way.
+//!
+//! Every file and directory the engine creates is owner-only — files 0600,
+//! directories 0700, whatever the umask — because they hold every file's
+//! contents, names and xattrs whatever the filesystem's own permission bits
+//! say (see [`make_private`]).
 
 use super::env::{Env, FileLock, RandomAccessFile, WritableFile};
 use super::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +40,62 @@ impl PosixEnv {
 
 fn ctx(what: &str, path: &Path) -> String {
     format!("{what} {}", path.display())
+}
+
+/// Make a file the engine (or the daemon) writes in a data directory
+/// owner-only: mode 0600 whatever the umask (the umask can only take bits
+/// away, and a file kept from an older version may be 0644). Run as root
+/// in a directory that belongs to someone else (root compacting or
+/// mounting a user's data directory), the file is given to the
+/// directory's owner, so that the owner's own daemon can still open it.
+pub fn make_private(file: &File, path: &Path) -> std::io::Result<()> {
+    let md = file.metadata()?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 && md.uid() != euid {
+        return Ok(()); // someone else's file: not ours to change
+    }
+    if md.mode() & 0o7777 != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    if euid != 0 {
+        return Ok(());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::metadata(parent)?;
+    if dir.uid() != md.uid() {
+        std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid()))?;
+    }
+    Ok(())
+}
+
+/// `open` with mode 0600 for a file that may be created, then
+/// [`make_private`].
+pub fn open_private(opts: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    let file = opts.mode(0o600).open(path)?;
+    make_private(&file, path)?;
+    Ok(file)
+}
+
+/// Create `dir` (and missing parents) owner-only: mode 0700 whatever the
+/// umask, owned by whoever creates it. An existing directory is left as it
+/// is (mounting warns about one others can read).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 struct PosixWritable {
@@ -196,12 +257,11 @@ impl FileLock for PosixLock {}
 
 impl Env for PosixEnv {
     fn create_writable(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(ctx("create", path), e))?;
+        let file = open_private(
+            OpenOptions::new().write(true).create(true).truncate(true),
+            path,
+        )
+        .map_err(|e| Error::io(ctx("create", path), e))?;
         Ok(Box::new(PosixWritable {
             path: path.to_path_buf(),
             file,
@@ -266,17 +326,19 @@ impl Env for PosixEnv {
     }
 
     fn create_dir_all(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx("create directory", dir), e))
+        create_private_dir(dir).map_err(|e| Error::io(ctx("create directory", dir), e))
     }
 
     fn lock_file(&self, path: &Path) -> Result<Box<dyn FileLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(ctx("open lock file", path), e))?;
+        let file = open_private(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            path,
+        )
+        .map_err(|e| Error::io(ctx("open lock file", path), e))?;
         // SAFETY: flock on a valid, owned descriptor.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -463,6 +525,26 @@ mod tests {
         let bad = dir.path().join("no/such/dir/f");
         let e = env.create_writable(&bad).map(|_| ()).unwrap_err();
         assert!(e.to_string().contains("no/such/dir/f"), "{e}");
+    }
+
+    /// With the usual umask (022) a plain create would be 0644.
+    #[test]
+    fn files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, env) = setup();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        let data = dir.path().join("data");
+        env.create_dir_all(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        let f = data.join("000001.log");
+        drop(env.create_writable(&f).unwrap());
+        assert_eq!(mode(&f), 0o600);
+        let _l = env.lock_file(&data.join("LOCK")).unwrap();
+        assert_eq!(mode(&data.join("LOCK")), 0o600);
+        // A file kept from an older version is tightened when rewritten.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(env.create_writable(&f).unwrap());
+        assert_eq!(mode(&f), 0o600);
     }
 
     #[test]

@@ -244,11 +244,17 @@ impl FsCore {
             ));
         }
         let t = now_ns();
+        // The root belongs to whoever formats, as mke2fs makes it: a user
+        // mounting through fusermount3 can then write in their own mount.
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let root = Attr {
             ino: ROOT_INO,
             kind: KIND_DIR,
             mode: libc::S_IFDIR | 0o755,
             nlink: 2,
+            uid,
+            gid,
             atime: t,
             mtime: t,
             ctime: t,

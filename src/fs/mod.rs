@@ -13,6 +13,7 @@
 //! | `fuse` | the thin `fuser::Filesystem` translation |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
 //! | `mount` | the `lsmfs mount` command |
+//! | `fusermount` | mounting without privilege through the setuid `fusermount3` |
 //!
 //! The root holds a hidden, read-only file `.lsmfs-stats` (inode 2, never
 //! stored, not listed by readdir) whose contents are the engine's live
@@ -33,6 +34,7 @@ pub mod core;
 pub mod data;
 pub mod fsck;
 pub mod fuse;
+pub mod fusermount;
 pub mod inode;
 pub mod mount;
 pub mod namespace;

@@ -18,9 +18,13 @@
 //!   attribute cache) detached with `umount -l`; a *live* lsmfs mount there
 //!   is refused rather than stacked on.
 //! - As root the mount is made with mount(2) directly, with type
-//!   `fuse.lsmfs` and source `lsmfs`, so `/proc/mounts` names both; fuser's
-//!   own mount path always uses type `fuse`. Without the privilege (EPERM)
-//!   it falls back to fuser, which goes through `fusermount3`.
+//!   `fuse.lsmfs` and source `lsmfs`, so `/proc/mounts` names both. Without
+//!   the privilege (`/dev/fuse` cannot be opened, or mount(2) says EPERM) it
+//!   goes through `fusermount3` (see `fusermount`), whose rules are checked
+//!   before the store is opened: a mount that cannot happen creates nothing.
+//! - The data directory is created 0700 and its files 0600 (see
+//!   `data_dir`); an existing one that others can read gets a warning
+//!   line, or a refusal with `--strict-perms`, before anything is opened.
 //! - `--threads` defaults to 4: FUSE requests block on WAL writes and table
 //!   reads, so a few more threads than the 2 cores of a small machine keep
 //!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
@@ -71,6 +75,10 @@ pub struct MountArgs {
     /// in flight). 0 leaves the kernel's setting.
     #[arg(long, default_value_t = 4096)]
     pub readahead_kb: u64,
+    /// Refuse to mount a data directory that group or others can read or
+    /// enter (without it, a warning).
+    #[arg(long)]
+    pub strict_perms: bool,
     /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
     /// nosuid, noexec, writeback_cache (weakens the kill -9 guarantee), or
     /// any other option the kernel's FUSE understands (e.g. max_read=N).
@@ -151,17 +159,32 @@ fn cpath(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
 }
 
+/// What must hold before the data directory is created or opened: its
+/// permissions (a warning through `warn`, or a refusal with
+/// `--strict-perms`) and, without privilege, fusermount3's rules.
+fn before_store(args: &MountArgs, mountpoint: &Path, warn: impl Fn(&str)) -> Result<(), String> {
+    if let Some(problem) = crate::data_dir::access_problem(&args.data_dir) {
+        if args.strict_perms {
+            return Err(format!("refusing (--strict-perms): {problem}"));
+        }
+        warn(&problem);
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let parsed = parse_options(&args.options)?;
+        super::fusermount::preflight(mountpoint, parsed.acl != fuser::SessionACL::Owner)?;
+    }
+    crate::data_dir::create(&args.data_dir)
+}
+
 fn daemonize(args: &MountArgs) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
-    let data_dir = absolute(&args.data_dir)?;
     let mountpoint = absolute(&args.mountpoint)?;
+    before_store(args, &mountpoint, |w| {
+        eprintln!("lsmfs mount: warning: {w}")
+    })?;
+    let data_dir = absolute(&args.data_dir)?;
     let log_path = data_dir.join("LOG");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let log = crate::data_dir::open_append_private(&log_path)?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     // The daemon reports "mounted" through this pipe; EOF without it means
@@ -193,6 +216,9 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .arg(args.readahead_kb.to_string());
     if let Some(mb) = args.space_reserve_mb {
         cmd.arg("--space-reserve-mb").arg(mb.to_string());
+    }
+    if args.strict_perms {
+        cmd.arg("--strict-perms");
     }
     for o in &args.options {
         cmd.arg("-o").arg(o);
@@ -307,9 +333,7 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
             "detaching the stale FUSE mount at {} left by a dead daemon",
             mountpoint.display()
         );
-        let ok = run_quiet("umount", &["-l"], mountpoint)
-            || run_quiet("fusermount3", &["-u", "-z"], mountpoint)
-            || run_quiet("fusermount", &["-u", "-z"], mountpoint);
+        let ok = run_quiet("umount", &["-l"], mountpoint) || super::fusermount::detach(mountpoint);
         if !ok {
             return Err(format!(
                 "{} holds a stale FUSE mount that could not be detached (try: umount -l {})",
@@ -346,6 +370,29 @@ struct Parsed {
     acl: fuser::SessionACL,
     read_only: bool,
     writeback_cache: bool,
+}
+
+impl Parsed {
+    /// The options for fusermount3: name and type, the MS_* flags by name
+    /// (it forces nosuid,nodev for users anyway), the FUSE data options.
+    fn fusermount_options(&self) -> String {
+        let mut o = vec!["fsname=lsmfs".to_string(), "subtype=lsmfs".to_string()];
+        for (flag, name) in [
+            (libc::MS_RDONLY, "ro"),
+            (libc::MS_NOSUID, "nosuid"),
+            (libc::MS_NODEV, "nodev"),
+            (libc::MS_NOEXEC, "noexec"),
+            (libc::MS_NOATIME, "noatime"),
+            (libc::MS_SYNCHRONOUS, "sync"),
+            (libc::MS_DIRSYNC, "dirsync"),
+        ] {
+            if self.flags & flag != 0 {
+                o.push(name.into());
+            }
+        }
+        o.extend(self.data.iter().cloned());
+        o.join(",")
+    }
 }
 
 fn parse_options(opts: &[String]) -> Result<Parsed, String> {
@@ -412,13 +459,17 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
 
 /// mount(2) a FUSE filesystem of type `fuse.lsmfs` at `mountpoint`; the
 /// returned `/dev/fuse` descriptor carries the session. `None`: not
-/// privileged to (EPERM), use fuser's fusermount path instead.
+/// privileged to (`/dev/fuse` closed to us, or EPERM), use fusermount3.
 fn mount_direct(mountpoint: &Path, p: &Parsed) -> Result<Option<OwnedFd>, String> {
-    let dev = std::fs::OpenOptions::new()
+    let dev = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-        .map_err(|e| format!("cannot open /dev/fuse: {e}"))?;
+    {
+        Ok(dev) => dev,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => return Ok(None),
+        Err(e) => return Err(format!("cannot open /dev/fuse: {e}")),
+    };
     let md = std::fs::metadata(mountpoint)
         .map_err(|e| format!("mount point {}: {e}", mountpoint.display()))?;
     // SAFETY: getuid/getgid cannot fail.
@@ -474,15 +525,20 @@ fn start_session(
     config.acl = p.acl;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
-    let Some(fd) = mount_direct(mountpoint, p)? else {
-        log::info!("not privileged to mount(2): mounting through fusermount3");
-        return fuser::spawn_mount(fs, mountpoint, &config)
-            .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()));
+    let fd = match mount_direct(mountpoint, p)? {
+        Some(fd) => fd,
+        None => {
+            log::info!("not privileged to mount(2): mounting through fusermount3");
+            super::fusermount::mount(mountpoint, &p.fusermount_options())
+                .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?
+        }
     };
     let session = fuser::Session::from_fd(fs, fd, p.acl, config)
         .and_then(fuser::Session::spawn)
         .map_err(|e| {
-            let _ = lazy_detach(mountpoint);
+            if lazy_detach(mountpoint).is_err() {
+                super::fusermount::detach(mountpoint);
+            }
             format!("FUSE session on {}: {e}", mountpoint.display())
         })?;
     Ok(session)
@@ -520,9 +576,7 @@ fn unmount(mountpoint: &Path) -> Result<(), String> {
             lazy_detach(mountpoint)
         }
         libc::EPERM => {
-            if run_quiet("fusermount3", &["-u", "-z"], mountpoint)
-                || run_quiet("fusermount", &["-u", "-z"], mountpoint)
-            {
+            if super::fusermount::detach(mountpoint) {
                 Ok(())
             } else {
                 Err("fusermount3 -u failed".into())
@@ -599,8 +653,7 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
         return Err("/dev/fuse is missing: FUSE is not available on this machine".into());
     }
     let mountpoint = absolute(&args.mountpoint)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    before_store(args, &mountpoint, |w| log::warn!("{w}"))?;
     // Before any thread exists, so that every thread inherits the mask.
     let signals = block_signals();
     let parsed = parse_options(&args.options)?;

@@ -7,6 +7,9 @@
 //! and sequence ranges — and then the filesystem invariants over the keys
 //! (see `fs::fsck`). Each problem is one line; the summary comes last.
 //!
+//! A data directory that others can read gets a `warning:` line first
+//! (see `data_dir`); it does not change the exit status.
+//!
 //! Exit status: 0 clean, 1 problems found, 2 could not run (missing
 //! directory, held by a running daemon). Files the MANIFEST does not name
 //! are reported as garbage, not as problems: a crash between writing a file
@@ -36,6 +39,9 @@ pub struct CheckReport {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
+    if let Some(problem) = crate::data_dir::access_problem(&args.path) {
+        println!("warning: {problem}");
+    }
     match check_dir(&args.path) {
         Ok(report) => {
             for p in &report.problems {
