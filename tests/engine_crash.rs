@@ -15,8 +15,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-/// One batch: puts (Some) and deletes (None).
-type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// One change of a batch.
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+type Ops = Vec<Op>;
 
 fn opts(env: &Arc<FaultEnv>) -> Options {
     Options {
@@ -34,23 +39,34 @@ fn opts(env: &Arc<FaultEnv>) -> Options {
 fn random_batch(rng: &mut StdRng) -> Ops {
     (0..rng.gen_range(1..8))
         .map(|_| {
-            let k = format!("k{:04}", rng.gen_range(0..600)).into_bytes();
-            if rng.gen_bool(0.8) {
-                let len = rng.gen_range(1..300);
-                (k, Some((0..len).map(|_| rng.gen::<u8>()).collect()))
-            } else {
-                (k, None)
+            let i = rng.gen_range(0..600);
+            let k = format!("k{i:04}").into_bytes();
+            match rng.gen_range(0..100) {
+                0..=79 => {
+                    let len = rng.gen_range(1..300);
+                    Op::Put(k, (0..len).map(|_| rng.gen::<u8>()).collect())
+                }
+                80..=96 => Op::Delete(k),
+                _ => {
+                    let end = format!("k{:04}", i + rng.gen_range(1..40)).into_bytes();
+                    Op::DeleteRange(k, end)
+                }
             }
         })
         .collect()
 }
 
-fn apply(model: &mut Model, ops: &[(Vec<u8>, Option<Vec<u8>>)]) {
-    for (k, v) in ops {
-        match v {
-            Some(v) => model.insert(k.clone(), v.clone()),
-            None => model.remove(k),
-        };
+fn apply(model: &mut Model, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Put(k, v) => {
+                model.insert(k.clone(), v.clone());
+            }
+            Op::Delete(k) => {
+                model.remove(k);
+            }
+            Op::DeleteRange(a, b) => model.retain(|k, _| k < a || k >= b),
+        }
     }
 }
 
@@ -91,10 +107,11 @@ fn trial(seed: u64, loss: Loss, env: &Arc<FaultEnv>, dir: &Path, base: &mut Mode
     for _ in 0..3000 {
         let ops = random_batch(&mut rng);
         let mut b = WriteBatch::new();
-        for (k, v) in &ops {
-            match v {
-                Some(v) => b.put(k, v),
-                None => b.delete(k),
+        for op in &ops {
+            match op {
+                Op::Put(k, v) => b.put(k, v),
+                Op::Delete(k) => b.delete(k),
+                Op::DeleteRange(s, e) => b.delete_range(s, e),
             }
         }
         let sync = rng.gen_bool(0.05);

@@ -1,5 +1,6 @@
-//! Randomised model check of the engine against a `BTreeMap`: puts,
-//! deletes, batches, snapshots, scans, flushes, compactions and reopens,
+//! Randomised model check of the engine against a `BTreeMap`: puts (a few
+//! of them large), deletes, range deletions, batches, snapshots, scans,
+//! flushes, compactions and reopens,
 //! with tiny memtables and level budgets so that every mechanism runs.
 
 use lsmfs::engine::fault_env::FaultEnv;
@@ -33,8 +34,32 @@ fn key(rng: &mut StdRng) -> Vec<u8> {
 }
 
 fn value(rng: &mut StdRng) -> Vec<u8> {
-    let len = rng.gen_range(0..200);
+    let len = if rng.gen_bool(0.03) {
+        rng.gen_range(1000..9000)
+    } else {
+        rng.gen_range(0..200)
+    };
     (0..len).map(|_| rng.gen::<u8>()).collect()
+}
+
+/// A random range of up to ~60 keys, `start < end`.
+fn key_range(rng: &mut StdRng) -> (Vec<u8>, Vec<u8>) {
+    let a = rng.gen_range(0..2000);
+    let b = a + rng.gen_range(1..60);
+    (
+        format!("key{a:05}").into_bytes(),
+        format!("key{b:05}").into_bytes(),
+    )
+}
+
+fn model_delete_range(model: &mut Model, start: &[u8], end: &[u8]) {
+    let doomed: Vec<Vec<u8>> = model
+        .range(start.to_vec()..end.to_vec())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        model.remove(&k);
+    }
 }
 
 fn full_scan(db: &Db) -> Model {
@@ -74,16 +99,25 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
                 db.put(&k, &v).expect("put");
                 model.insert(k, v);
             }
-            45..=59 => {
+            45..=54 => {
                 let k = key(&mut rng);
                 db.delete(&k).expect("delete");
                 model.remove(&k);
+            }
+            55..=59 => {
+                let (a, b) = key_range(&mut rng);
+                db.delete_range(&a, &b).expect("delete_range");
+                model_delete_range(&mut model, &a, &b);
             }
             60..=69 => {
                 let mut b = WriteBatch::new();
                 for _ in 0..rng.gen_range(1..20) {
                     let k = key(&mut rng);
-                    if rng.gen_bool(0.7) {
+                    if rng.gen_bool(0.1) {
+                        let (lo, hi) = key_range(&mut rng);
+                        b.delete_range(&lo, &hi);
+                        model_delete_range(&mut model, &lo, &hi);
+                    } else if rng.gen_bool(0.7) {
                         let v = value(&mut rng);
                         b.put(&k, &v);
                         model.insert(k, v);
@@ -191,6 +225,72 @@ fn compaction_drops_tombstones_at_the_bottom() {
         "everything deleted, nothing should remain: {stats}"
     );
     assert!(full_scan(&db).is_empty());
+}
+
+#[test]
+fn compaction_drops_range_deletions_at_the_bottom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for i in 0..3000u32 {
+        db.put(format!("k{i:06}").as_bytes(), &[7u8; 100])
+            .expect("put");
+    }
+    db.flush().expect("flush");
+    let snap = db.snapshot();
+    db.delete_range(b"k000100", b"k002900")
+        .expect("delete_range");
+    db.put(b"k000200", b"back").expect("put after");
+    assert_eq!(db.get(b"k000150").expect("get"), None);
+    assert_eq!(db.get(b"k000200").expect("get"), Some(b"back".to_vec()));
+    assert_eq!(db.get(b"k002900").expect("get"), Some(vec![7u8; 100]));
+    db.compact_range(None, None).expect("compact");
+    // The snapshot still sees everything, so nothing was dropped yet.
+    assert_eq!(
+        db.get_at(b"k000150", &snap).expect("get_at"),
+        Some(vec![7u8; 100])
+    );
+    assert_eq!(
+        db.scan(b"", None, usize::MAX, Some(&snap))
+            .expect("scan")
+            .len(),
+        3000
+    );
+    assert_eq!(full_scan(&db).len(), 3000 - 2800 + 1);
+    drop(snap);
+    drop(db);
+    // Without a snapshot, one full compaction drops the range's keys and
+    // then the tombstone itself at the bottom level.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    for i in 0..3000u32 {
+        db.put(format!("k{i:06}").as_bytes(), &[7u8; 100])
+            .expect("put");
+    }
+    db.compact_range(None, None).expect("compact");
+    db.delete_range(b"k000100", b"k002900")
+        .expect("delete_range");
+    db.put(b"k000200", b"back").expect("put after");
+    db.compact_range(None, None).expect("compact");
+    let all = full_scan(&db);
+    assert_eq!(all.len(), 3000 - 2800 + 1);
+    assert_eq!(all.get(&b"k000200"[..]), Some(&b"back".to_vec()));
+    let stats = db.stats();
+    let bytes: u64 = stats.levels.iter().map(|l| l.bytes).sum();
+    assert!(
+        bytes < 100 * 1000,
+        "the deleted range's space is given back: {stats}"
+    );
+    let v = db.current_version();
+    for f in v.files.iter().flatten() {
+        let t = db
+            .table_cache()
+            .get_table(f.number, f.file_size)
+            .expect("table");
+        assert!(
+            t.range_deletions().is_empty(),
+            "a bottom-level table keeps a tombstone nothing below needs"
+        );
+    }
 }
 
 #[test]

@@ -15,6 +15,13 @@
 //! key (otherwise the older value would resurface). Output tables are cut at
 //! `target_file_size`, always between two user keys so that a user key never
 //! spans two files of one level.
+//!
+//! Range deletions (see `range_del`): an entry a tombstone of the inputs
+//! hides from every snapshot is dropped; a tombstone is dropped when every
+//! snapshot sees it and no deeper level overlaps its range, and otherwise
+//! written to the outputs, clipped at the cuts between them so that each
+//! output's key range still covers its own tombstones and the level stays
+//! disjoint.
 
 use super::db::SCAN_READ_AHEAD;
 use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
@@ -24,6 +31,7 @@ use super::filename::table_file_name;
 use super::iterator::InternalIterator;
 use super::merge_iter::MergingIterator;
 use super::options::{Options, NUM_LEVELS};
+use super::range_del::{Fragments, RangeTombstone};
 use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{LevelIterator, Version};
@@ -227,6 +235,33 @@ pub fn merge(
     input.seek_to_first();
 
     let out_level = c.level + 1;
+    let mut tombstones = Vec::new();
+    for f in c.inputs.iter().chain(c.next_inputs.iter()) {
+        let t = ctx.tables.get_table(f.number, f.file_size)?;
+        tombstones.extend(t.range_deletions().tombstones().iter().cloned());
+    }
+    let covering = Fragments::new(tombstones.clone());
+    // The tombstones the outputs keep, sorted by start.
+    let kept: Vec<RangeTombstone> = covering
+        .tombstones()
+        .iter()
+        .filter(|t| t.seq > ctx.smallest_snapshot || overlaps_below(ctx.version, out_level + 1, t))
+        .cloned()
+        .collect();
+    // Where the output being written starts (None: the first).
+    let mut lower: Option<Vec<u8>> = None;
+    let finish_with = |n: u64,
+                       mut b: TableBuilder,
+                       lo: Option<&[u8]>,
+                       hi: Option<&[u8]>|
+     -> Result<FileMetaData> {
+        for t in &kept {
+            if let Some(piece) = t.clip(lo, hi) {
+                b.add_range_deletion(piece);
+            }
+        }
+        finish_output(n, b)
+    };
     let mut deeper = DeeperLevels::new(ctx.version, out_level + 1);
     let topts = TableOptions::from_options(ctx.options);
     let mut outputs: Vec<FileMetaData> = Vec::new();
@@ -252,7 +287,9 @@ pub fn merge(
                 if let Some((_, b)) = &builder {
                     if b.file_size() >= ctx.options.target_file_size {
                         if let Some((n, b)) = builder.take() {
-                            outputs.push(finish_output(n, b)?);
+                            let hi = parsed.user_key;
+                            outputs.push(finish_with(n, b, lower.as_deref(), Some(hi))?);
+                            lower = Some(hi.to_vec());
                         }
                     }
                 }
@@ -261,6 +298,11 @@ pub fn merge(
             }
             let drop = if last_seq_for_key <= ctx.smallest_snapshot {
                 // A newer entry for this key is visible to every snapshot.
+                true
+            } else if covering.max_covering(parsed.user_key, ctx.smallest_snapshot)
+                > parsed.sequence
+            {
+                // A range deletion every snapshot sees hides it.
                 true
             } else {
                 parsed.value_type == ValueType::Deletion
@@ -282,8 +324,17 @@ pub fn merge(
             input.next();
         }
         input.status()?;
+        let rest = kept
+            .iter()
+            .any(|t| t.clip(lower.as_deref(), None).is_some());
+        if builder.is_none() && rest {
+            // Tombstones past the last kept entry (or no entry at all).
+            let n = new_file();
+            let file = ctx.env.create_writable(&table_file_name(ctx.dir, n))?;
+            builder = Some((n, TableBuilder::new(file, topts.clone())));
+        }
         if let Some((n, b)) = builder.take() {
-            outputs.push(finish_output(n, b)?);
+            outputs.push(finish_with(n, b, lower.as_deref(), None)?);
         }
         Ok(())
     })();
@@ -294,6 +345,15 @@ pub fn merge(
         return Err(e);
     }
     Ok(outputs)
+}
+
+/// Whether a file at `level` or deeper overlaps `t`'s range.
+fn overlaps_below(version: &Version, level: usize, t: &RangeTombstone) -> bool {
+    version.files.iter().skip(level).any(|files| {
+        files
+            .iter()
+            .any(|f| user_key(&f.largest) >= &t.start[..] && user_key(&f.smallest) < &t.end[..])
+    })
 }
 
 /// Finish a table and describe it for the MANIFEST.

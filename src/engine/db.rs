@@ -585,6 +585,13 @@ impl Db {
         self.write(b, false)
     }
 
+    /// Delete every key in `[start, end)` with one tombstone.
+    pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete_range(start, end);
+        self.write(b, false)
+    }
+
     /// Apply `batch` atomically. When this returns Ok the batch is in the WAL
     /// (handed to the OS); with `sync` (or `SyncMode::Always`) it is fsync'd.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
@@ -593,7 +600,7 @@ impl Db {
 
     /// A merged iterator over the whole key space, as of `snap` or now.
     pub fn iter(&self, snap: Option<&Snapshot>) -> Result<DbIterator> {
-        self.handle.shared.iter(snap, None)
+        self.handle.shared.iter(snap, None, (&[], None))
     }
 
     /// Up to `limit` live entries with `start <= key < end` (`end` None = unbounded).
@@ -630,7 +637,10 @@ impl Db {
             max_bytes: SCAN_READ_AHEAD,
             fill_cache: false,
         });
-        let mut it = self.handle.shared.iter(snap, ahead.as_ref())?;
+        let mut it = self
+            .handle
+            .shared
+            .iter(snap, ahead.as_ref(), (start, end))?;
         it.seek(start);
         let mut n = 0;
         while it.valid() && n < limit {
@@ -794,7 +804,9 @@ impl Db {
 /// An older version of a key is left out when a newer one is visible to
 /// every snapshot (`smallest_snapshot`): a file rewritten chunk by chunk
 /// produces many versions of one key, and only the last one matters.
-/// Deletion markers are kept — deeper levels may hold what they hide.
+/// So is an entry a range deletion of the memtable hides from every
+/// snapshot. Deletion markers and range deletions are kept — deeper levels
+/// may hold what they hide.
 fn write_level0_table(
     env: &Arc<dyn Env>,
     dir: &Path,
@@ -805,12 +817,18 @@ fn write_level0_table(
 ) -> Result<Option<FileMetaData>> {
     let mut it = mem.iter();
     it.seek_to_first();
-    if !it.valid() {
+    let ranges = mem.range_deletions();
+    if !it.valid() && ranges.is_none() {
         return Ok(None);
     }
     let path = table_file_name(dir, number);
     let file = env.create_writable(&path)?;
     let mut builder = TableBuilder::new(file, TableOptions::from_options(opts));
+    if let Some(r) = &ranges {
+        for t in r.tombstones() {
+            builder.add_range_deletion(t.clone());
+        }
+    }
     let mut last_user_key: Vec<u8> = Vec::new();
     let mut last_seq = u64::MAX;
     let mut first = true;
@@ -821,7 +839,10 @@ fn write_level0_table(
             None => (key, u64::MAX),
         };
         let same = !first && ukey == &last_user_key[..];
-        let shadowed = same && last_seq <= smallest_snapshot;
+        let covered = ranges
+            .as_ref()
+            .is_some_and(|r| r.max_covering(ukey, smallest_snapshot) > seq);
+        let shadowed = (same && last_seq <= smallest_snapshot) || covered;
         if !same {
             last_user_key.clear();
             last_user_key.extend_from_slice(ukey);
@@ -847,28 +868,48 @@ impl Shared {
             let st = lock(&self.state);
             (st.mem.clone(), st.imm.clone(), st.current.clone())
         };
+        // The newest range deletion over the key met so far: an entry
+        // older than it is deleted.
+        let mut cover = 0;
         for m in std::iter::once(&mem).chain(imm.iter()) {
+            cover = cover.max(m.range_del_cover(key, seq));
             match m.get(key, seq) {
-                Some(MemGet::Value(v)) => return Ok(Some(v)),
-                Some(MemGet::Deleted) => return Ok(None),
+                Some((s, _)) if s < cover => return Ok(None),
+                Some((_, MemGet::Value(v))) => return Ok(Some(v)),
+                Some((_, MemGet::Deleted)) => return Ok(None),
                 None => {}
             }
         }
-        match version.get(&self.tables, &lookup_key(key, seq))? {
+        match version.get(&self.tables, &lookup_key(key, seq), &mut cover)? {
             TableGet::Found(v) => Ok(Some(v)),
             TableGet::Deleted | TableGet::NotFound => Ok(None),
         }
     }
 
-    fn iter(&self, snap: Option<&Snapshot>, ahead: Option<&ReadAhead>) -> Result<DbIterator> {
+    /// A merged iterator; `range` bounds the keys it will be asked for
+    /// (only range deletions meeting it are gathered).
+    fn iter(
+        &self,
+        snap: Option<&Snapshot>,
+        ahead: Option<&ReadAhead>,
+        range: (&[u8], Option<&[u8]>),
+    ) -> Result<DbIterator> {
         let seq = snap.map_or_else(|| self.visible_seq.load(Ordering::Acquire), |s| s.sequence);
         let (mem, imm, version) = {
             let st = lock(&self.state);
             (st.mem.clone(), st.imm.clone(), st.current.clone())
         };
         let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(mem.iter())];
+        let mut ranges: Vec<_> = mem.range_deletions().into_iter().collect();
         if let Some(imm) = &imm {
             children.push(Box::new(imm.iter()));
+            ranges.extend(imm.range_deletions());
+        }
+        for f in version.files_overlapping(range.0, range.1) {
+            let t = self.tables.get_table(f.number, f.file_size)?;
+            if !t.range_deletions().is_empty() {
+                ranges.push(t.range_deletions().clone());
+            }
         }
         children.extend(version.iterators(&self.tables, ahead)?);
         Ok(DbIterator::new(
@@ -876,6 +917,7 @@ impl Shared {
             seq,
             version,
             None,
+            ranges,
         ))
     }
 

@@ -1,6 +1,7 @@
 //! The user-facing iterator: a merged view of memtables and tables as of
 //! one sequence number, yielding each live user key once with its newest
-//! visible value, deletions hidden.
+//! visible value, deletions hidden — point deletions met in the stream,
+//! range deletions by asking each source's fragments (see `range_del`).
 //!
 //! It owns `Arc`s of the memtables and the Version it reads, so flushes and
 //! compactions that happen while it is open do not disturb it.
@@ -9,6 +10,7 @@ use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber, ValueType}
 use super::error::{Error, Result};
 use super::iterator::InternalIterator;
 use super::merge_iter::MergingIterator;
+use super::range_del::Fragments;
 use super::version::Version;
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ pub struct DbIterator {
     value: Vec<u8>,
     valid: bool,
     error: Option<Error>,
+    /// The range deletions of every source that may cover the keys read.
+    ranges: Vec<Arc<Fragments>>,
     /// Keeps the files of the Version alive while we read them.
     _version: Arc<Version>,
     /// Keeps snapshot registration (if any) alive.
@@ -31,6 +35,7 @@ impl DbIterator {
         sequence: SequenceNumber,
         version: Arc<Version>,
         guard: Option<Box<dyn Send + Sync>>,
+        ranges: Vec<Arc<Fragments>>,
     ) -> DbIterator {
         DbIterator {
             inner,
@@ -39,6 +44,7 @@ impl DbIterator {
             value: Vec::new(),
             valid: false,
             error: None,
+            ranges: ranges.into_iter().filter(|f| !f.is_empty()).collect(),
             _version: version,
             _guard: guard,
         }
@@ -102,8 +108,15 @@ impl DbIterator {
             if p.sequence <= self.sequence {
                 let hidden = skipping.as_deref().is_some_and(|s| s >= p.user_key);
                 if !hidden {
+                    let covered = self
+                        .ranges
+                        .iter()
+                        .any(|f| f.max_covering(p.user_key, self.sequence) > p.sequence);
                     match p.value_type {
-                        ValueType::Deletion => {
+                        ValueType::Deletion | ValueType::RangeDeletion => {
+                            skipping = Some(p.user_key.to_vec());
+                        }
+                        ValueType::Value if covered => {
                             skipping = Some(p.user_key.to_vec());
                         }
                         ValueType::Value => {

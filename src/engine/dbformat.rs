@@ -18,6 +18,10 @@ pub const MAX_SEQUENCE: SequenceNumber = (1u64 << 56) - 1;
 pub enum ValueType {
     Deletion = 0,
     Value = 1,
+    /// A range tombstone (see `range_del`). Never an entry of the key
+    /// stream: it types the WAL record and the bound keys a table's
+    /// tombstones give its MANIFEST entry.
+    RangeDeletion = 2,
 }
 
 impl ValueType {
@@ -25,6 +29,7 @@ impl ValueType {
         match b {
             0 => Some(ValueType::Deletion),
             1 => Some(ValueType::Value),
+            2 => Some(ValueType::RangeDeletion),
             _ => None,
         }
     }
@@ -46,6 +51,13 @@ pub fn make_internal_key(user_key: &[u8], seq: SequenceNumber, t: ValueType) -> 
 pub fn append_internal_key(dst: &mut Vec<u8>, user_key: &[u8], seq: SequenceNumber, t: ValueType) {
     dst.extend_from_slice(user_key);
     dst.extend_from_slice(&pack_tag(seq, t).to_le_bytes());
+}
+
+/// The internal key bounding a range tombstone's exclusive `end` from
+/// above: it sorts before every real entry of `end`, so a table whose
+/// largest key it is does not claim `end` itself.
+pub fn range_end_sentinel(end: &[u8]) -> Vec<u8> {
+    make_internal_key(end, MAX_SEQUENCE, ValueType::RangeDeletion)
 }
 
 /// The key to seek for the newest version of `user_key` visible at `seq`.

@@ -6,14 +6,18 @@
 //! entries. A lock-free skiplist would let readers and the writer overlap
 //! completely; the B-tree is simpler, safe Rust, and fast enough that the
 //! WAL `write(2)` dominates a put.
+//!
+//! Range deletions are kept beside the entries, in a list whose fragments
+//! (see `range_del`) are rebuilt on the first read after a new one.
 
 use super::dbformat::{lookup_key, parse_internal_key, InternalKey, ValueType};
 use super::error::Result;
 use super::iterator::InternalIterator;
+use super::range_del::{Fragments, RangeTombstone};
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Per-entry bookkeeping charged on top of key and value bytes.
 const ENTRY_OVERHEAD: usize = 48;
@@ -31,6 +35,15 @@ pub struct MemTable {
     map: RwLock<BTreeMap<InternalKey, Vec<u8>>>,
     bytes: AtomicUsize,
     entries: AtomicUsize,
+    ranges: Mutex<Ranges>,
+    num_ranges: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Ranges {
+    list: Vec<RangeTombstone>,
+    /// Fragments of `list`; None after an insert.
+    frags: Option<Arc<Fragments>>,
 }
 
 impl MemTable {
@@ -56,8 +69,47 @@ impl MemTable {
         self.entries.fetch_add(entries.len(), Ordering::Relaxed);
     }
 
-    /// The newest entry for `user_key` with sequence <= `seq`.
-    pub fn get(&self, user_key: &[u8], seq: u64) -> Option<MemGet> {
+    pub fn add_range_deletions(&self, tombstones: Vec<RangeTombstone>) {
+        let tombstones: Vec<RangeTombstone> =
+            tombstones.into_iter().filter(|t| t.start < t.end).collect();
+        if tombstones.is_empty() {
+            return;
+        }
+        let bytes: usize = tombstones
+            .iter()
+            .map(|t| t.start.len() + t.end.len() + ENTRY_OVERHEAD)
+            .sum();
+        let n = tombstones.len();
+        let mut r = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        r.list.extend(tombstones);
+        r.frags = None;
+        drop(r);
+        self.num_ranges.fetch_add(n, Ordering::Release);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.entries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The range deletions, fragmented; None if there are none.
+    pub fn range_deletions(&self) -> Option<Arc<Fragments>> {
+        if self.num_ranges.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut r = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        if r.frags.is_none() {
+            r.frags = Some(Arc::new(Fragments::new(r.list.clone())));
+        }
+        r.frags.clone()
+    }
+
+    /// The newest sequence `<= seq` of a range deletion covering `user_key` (0: none).
+    pub fn range_del_cover(&self, user_key: &[u8], seq: u64) -> u64 {
+        self.range_deletions()
+            .map_or(0, |f| f.max_covering(user_key, seq))
+    }
+
+    /// The newest entry for `user_key` with sequence <= `seq`, and its
+    /// sequence (range deletions not applied: see `range_del_cover`).
+    pub fn get(&self, user_key: &[u8], seq: u64) -> Option<(u64, MemGet)> {
         let probe = InternalKey(lookup_key(user_key, seq));
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let (k, v) = map.range(probe..).next()?;
@@ -65,10 +117,13 @@ impl MemTable {
         if p.user_key != user_key {
             return None;
         }
-        Some(match p.value_type {
-            ValueType::Value => MemGet::Value(v.clone()),
-            ValueType::Deletion => MemGet::Deleted,
-        })
+        Some((
+            p.sequence,
+            match p.value_type {
+                ValueType::Value => MemGet::Value(v.clone()),
+                ValueType::Deletion | ValueType::RangeDeletion => MemGet::Deleted,
+            },
+        ))
     }
 
     pub fn approximate_memory_usage(&self) -> usize {
@@ -169,10 +224,15 @@ mod tests {
         m.add(1, ValueType::Value, b"a", b"1");
         m.add(2, ValueType::Value, b"a", b"2");
         m.add(3, ValueType::Deletion, b"a", b"");
-        assert_eq!(m.get(b"a", 1), Some(MemGet::Value(b"1".to_vec())));
-        assert_eq!(m.get(b"a", 2), Some(MemGet::Value(b"2".to_vec())));
-        assert_eq!(m.get(b"a", 9), Some(MemGet::Deleted));
+        assert_eq!(m.get(b"a", 1), Some((1, MemGet::Value(b"1".to_vec()))));
+        assert_eq!(m.get(b"a", 2), Some((2, MemGet::Value(b"2".to_vec()))));
+        assert_eq!(m.get(b"a", 9), Some((3, MemGet::Deleted)));
         assert_eq!(m.get(b"a", 0), None);
+        assert_eq!(m.range_del_cover(b"a", 9), 0);
+        m.add_range_deletions(vec![RangeTombstone::new(b"a", b"b", 5)]);
+        assert_eq!(m.range_del_cover(b"a", 9), 5);
+        assert_eq!(m.range_del_cover(b"a", 4), 0);
+        assert_eq!(m.len(), 4);
         assert_eq!(m.get(b"b", 9), None);
     }
 

@@ -10,6 +10,7 @@
 //! | `dbformat` | internal keys: user key + sequence number + type |
 //! | `log_format`, `log_writer`, `log_reader` | the record log used by the WAL and the MANIFEST |
 //! | `write_batch` | atomic groups of puts and deletes, the WAL payload |
+//! | `range_del` | range tombstones: fragments, their block format |
 //! | `memtable` | the sorted in-memory table |
 //! | `sstable` | immutable sorted table files, blocks, bloom filters |
 //! | `cache`, `table_cache` | LRU block cache, open-table cache |
@@ -37,6 +38,7 @@ pub mod memtable;
 pub mod merge_iter;
 pub mod options;
 pub mod posix_env;
+pub mod range_del;
 pub mod sstable;
 pub mod table_cache;
 pub mod version;

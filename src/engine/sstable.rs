@@ -20,12 +20,19 @@
 //!   filter per table rather than per 2 KiB of data: a point lookup touches
 //!   one table block at most, so the per-block split buys nothing here.
 //! - **Properties**: varints: entries, data blocks, raw key bytes, raw value
-//!   bytes, smallest seq, largest seq.
-//! - **Metaindex**: a block mapping `"filter"` and `"properties"` to
-//!   handles; **index**: one entry per data block, the block's last key →
-//!   its handle (`varint64 offset, varint64 size`).
+//!   bytes, smallest seq, largest seq (then, in version 2, range deletions).
+//! - **Range deletions** (version 2, only in tables that have some): the
+//!   table's range tombstones, encoded as `range_del` says. They are not in
+//!   the data blocks; the table's smallest and largest keys cover them.
+//! - **Metaindex**: a block mapping `"filter"`, `"properties"` (and
+//!   `"rangedel"`) to handles; **index**: one entry per data block, the
+//!   block's last key → its handle (`varint64 offset, varint64 size`).
 //! - **Footer**: metaindex handle, index handle, zero padding to 40 bytes,
-//!   then the 8-byte magic `0x6c736d6673737431` little-endian.
+//!   then the 8-byte magic little-endian: `0x6c736d6673737431` ("lsmfsst1",
+//!   version 1) or, for a table holding range deletions, `0x6c736d6673737432`
+//!   (version 2). Both are read; an older build refuses a version-2 table
+//!   instead of reading it without its tombstones (which would bring
+//!   deleted keys back).
 //!
 //! Reading: a point lookup checks the filter, then reads one data block
 //! through the block cache. Scans read ahead: data blocks are contiguous in
@@ -37,18 +44,24 @@
 
 use super::cache::BlockCache;
 use super::coding::{get_varint32, put_varint32, put_varint64, Decoder};
-use super::dbformat::{compare_internal, parse_internal_key, user_key};
+use super::dbformat::{
+    compare_internal, make_internal_key, parse_internal_key, range_end_sentinel, user_key,
+    ValueType,
+};
 use super::env::{RandomAccessFile, WritableFile};
 use super::error::{Error, Result};
 use super::iterator::InternalIterator;
 use super::log_format::mask_crc;
 use super::options::Options;
+use super::range_del::{self, Fragments, RangeTombstone};
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const MAGIC: u64 = 0x6c73_6d66_7373_7431;
+/// Tables holding range deletions.
+pub const MAGIC_V2: u64 = 0x6c73_6d66_7373_7432;
 pub const FOOTER_SIZE: usize = 48;
 const TRAILER_SIZE: usize = 5;
 const MAX_BLOCK_SIZE: u64 = 256 << 20;
@@ -444,6 +457,7 @@ pub struct TableProperties {
     pub largest_seq: u64,
     pub filter_bytes: u64,
     pub index_bytes: u64,
+    pub num_range_deletions: u64,
 }
 
 /// What a finished table holds, for its MANIFEST entry.
@@ -468,6 +482,7 @@ pub struct TableBuilder {
     hashes: Vec<u32>,
     last_user_key_hashed: Vec<u8>,
     props: TableProperties,
+    range_dels: Vec<RangeTombstone>,
 }
 
 impl TableBuilder {
@@ -486,7 +501,20 @@ impl TableBuilder {
                 smallest_seq: u64::MAX,
                 ..Default::default()
             },
+            range_dels: Vec::new(),
         }
+    }
+
+    /// Add a range tombstone (any order; kept in a block of its own).
+    pub fn add_range_deletion(&mut self, t: RangeTombstone) {
+        if t.start < t.end {
+            self.range_dels.push(t);
+        }
+    }
+
+    /// Whether the table would hold nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.props.num_entries == 0 && self.range_dels.is_empty()
     }
 
     pub fn add(&mut self, ikey: &[u8], value: &[u8]) -> Result<()> {
@@ -560,7 +588,15 @@ impl TableBuilder {
         let filter = build_bloom(&self.hashes, self.opts.bloom_bits_per_key.max(1));
         self.props.filter_bytes = filter.len() as u64;
         let fh = self.write_block(&filter)?;
-        if self.props.num_entries == 0 {
+        let mut smallest = std::mem::take(&mut self.smallest);
+        let mut largest = std::mem::take(&mut self.last_key);
+        let has_ranges = !self.range_dels.is_empty();
+        for t in &self.range_dels {
+            widen_bounds(&mut smallest, &mut largest, t);
+            self.props.smallest_seq = self.props.smallest_seq.min(t.seq);
+            self.props.largest_seq = self.props.largest_seq.max(t.seq);
+        }
+        if self.props.smallest_seq == u64::MAX {
             self.props.smallest_seq = 0;
         }
         let index = self.index.finish();
@@ -576,7 +612,18 @@ impl TableBuilder {
         ] {
             put_varint64(&mut pb, v);
         }
+        if has_ranges {
+            put_varint64(&mut pb, self.range_dels.len() as u64);
+        }
         let ph = self.write_block(&pb)?;
+        let rh = if has_ranges {
+            self.range_dels
+                .sort_by(|a, b| a.start.cmp(&b.start).then(b.seq.cmp(&a.seq)));
+            let block = range_del::encode_block(&self.range_dels);
+            Some(self.write_block(&block)?)
+        } else {
+            None
+        };
         let mut meta = BlockBuilder::new(1);
         let mut hv = Vec::new();
         fh.encode_to(&mut hv);
@@ -584,6 +631,11 @@ impl TableBuilder {
         hv.clear();
         ph.encode_to(&mut hv);
         meta.add(b"properties", &hv);
+        if let Some(rh) = rh {
+            hv.clear();
+            rh.encode_to(&mut hv);
+            meta.add(b"rangedel", &hv);
+        }
         let meta = meta.finish();
         let mh = self.write_block(&meta)?;
         let ih = self.write_block(&index)?;
@@ -591,15 +643,16 @@ impl TableBuilder {
         mh.encode_to(&mut footer);
         ih.encode_to(&mut footer);
         footer.resize(FOOTER_SIZE - 8, 0);
-        footer.extend_from_slice(&MAGIC.to_le_bytes());
+        let magic = if has_ranges { MAGIC_V2 } else { MAGIC };
+        footer.extend_from_slice(&magic.to_le_bytes());
         self.file.append(&footer)?;
         self.offset += FOOTER_SIZE as u64;
         self.file.sync()?;
         Ok(TableSummary {
             file_size: self.offset,
             num_entries: self.props.num_entries,
-            smallest: self.smallest,
-            largest: self.last_key,
+            smallest,
+            largest,
             smallest_seq: self.props.smallest_seq,
             largest_seq: self.props.largest_seq,
         })
@@ -607,6 +660,19 @@ impl TableBuilder {
 
     /// Give up on this table; the caller removes the file (or leaves it as garbage).
     pub fn abandon(self) {}
+}
+
+/// Widen a table's key range (internal keys; empty = none yet) to cover
+/// range tombstone `t`: from `(start, seq)` up to `end`'s sentinel.
+pub fn widen_bounds(smallest: &mut Vec<u8>, largest: &mut Vec<u8>, t: &RangeTombstone) {
+    let lo = make_internal_key(&t.start, t.seq, ValueType::RangeDeletion);
+    let hi = range_end_sentinel(&t.end);
+    if smallest.is_empty() || compare_internal(&lo, smallest) == Ordering::Less {
+        *smallest = lo;
+    }
+    if largest.is_empty() || compare_internal(&hi, largest) == Ordering::Greater {
+        *largest = hi;
+    }
 }
 
 // ---------------------------------------------------------------- reader
@@ -619,6 +685,7 @@ pub struct Table {
     index: Arc<Block>,
     filter: Vec<u8>,
     props: TableProperties,
+    range_dels: Arc<Fragments>,
 }
 
 impl Table {
@@ -640,7 +707,8 @@ impl Table {
         let footer = file.read_at(foot_off, FOOTER_SIZE)?;
         let mut magic = [0u8; 8];
         magic.copy_from_slice(&footer[FOOTER_SIZE - 8..]);
-        if u64::from_le_bytes(magic) != MAGIC {
+        let magic = u64::from_le_bytes(magic);
+        if magic != MAGIC && magic != MAGIC_V2 {
             return Err(Error::corruption(
                 &path,
                 foot_off,
@@ -666,6 +734,7 @@ impl Table {
             }),
             filter: Vec::new(),
             props: TableProperties::default(),
+            range_dels: Arc::new(Fragments::default()),
         };
         t.index = t.read_block(ih)?;
         let meta = t.read_block(mh)?;
@@ -696,11 +765,18 @@ impl Table {
                             largest_seq: f()?,
                             filter_bytes: 0,
                             index_bytes: 0,
+                            num_range_deletions: f().unwrap_or(0),
                         })
                     })();
                     t.props = p.ok_or_else(|| {
                         Error::corruption(&t.path, h.offset, "bad properties block")
                     })?;
+                }
+                b"rangedel" => {
+                    let raw = t.read_raw(h)?;
+                    let list = range_del::decode_block(&raw)
+                        .map_err(|m| Error::corruption(&t.path, h.offset, m))?;
+                    t.range_dels = Arc::new(Fragments::new(list));
                 }
                 _ => {}
             }
@@ -708,6 +784,17 @@ impl Table {
         }
         if let Some(e) = it.error {
             return Err(Error::corruption(&t.path, mh.offset, e));
+        }
+        if t.range_dels.len() as u64 != t.props.num_range_deletions {
+            return Err(Error::corruption(
+                &t.path,
+                mh.offset,
+                format!(
+                    "properties say {} range deletions, the table holds {}",
+                    t.props.num_range_deletions,
+                    t.range_dels.len()
+                ),
+            ));
         }
         t.props.filter_bytes = t.filter.len() as u64;
         t.props.index_bytes = t.index.size() as u64;
@@ -838,6 +925,11 @@ impl Table {
 
     pub fn properties(&self) -> &TableProperties {
         &self.props
+    }
+
+    /// The table's range tombstones, fragmented.
+    pub fn range_deletions(&self) -> &Arc<Fragments> {
+        &self.range_dels
     }
 
     pub fn may_contain(&self, ukey: &[u8]) -> bool {
@@ -1220,6 +1312,46 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn range_deletions_widen_the_table_and_bump_its_version() {
+        let env = FaultEnv::new();
+        let p = Path::new("/r.sst");
+        let f = env.create_writable(p).unwrap();
+        let mut b = TableBuilder::new(f, opts());
+        b.add(&make_internal_key(b"m", 5, ValueType::Value), b"v")
+            .unwrap();
+        b.add_range_deletion(RangeTombstone::new(b"c", b"k", 9));
+        b.add_range_deletion(RangeTombstone::new(b"p", b"t", 3));
+        b.add_range_deletion(RangeTombstone::new(b"x", b"x", 3));
+        let s = b.finish().unwrap();
+        assert_eq!(
+            s.smallest,
+            make_internal_key(b"c", 9, ValueType::RangeDeletion)
+        );
+        assert_eq!(s.largest, range_end_sentinel(b"t"));
+        assert_eq!((s.smallest_seq, s.largest_seq), (3, 9));
+        let t = open_uncached(&env, p, 1);
+        assert_eq!(t.properties().num_range_deletions, 2);
+        assert_eq!(t.range_deletions().max_covering(b"d", 100), 9);
+        assert_eq!(t.range_deletions().max_covering(b"m", 100), 0);
+        let raw = env.read_all(p).unwrap();
+        assert_eq!(raw[raw.len() - 8..], MAGIC_V2.to_le_bytes());
+        // A table without range deletions keeps version 1.
+        let t1 = build(&env, Path::new("/plain.sst"), &entries(10));
+        assert!(t1.range_deletions().is_empty());
+        let raw = env.read_all(Path::new("/plain.sst")).unwrap();
+        assert_eq!(raw[raw.len() - 8..], MAGIC.to_le_bytes());
+        // Only tombstones: still a table.
+        let f = env.create_writable(Path::new("/only.sst")).unwrap();
+        let mut b = TableBuilder::new(f, opts());
+        b.add_range_deletion(RangeTombstone::new(b"a", b"b", 1));
+        assert!(!b.is_empty());
+        b.finish().unwrap();
+        let t = open_uncached(&env, Path::new("/only.sst"), 2);
+        assert_eq!(t.range_deletions().len(), 1);
+        t.verify().unwrap();
     }
 
     #[test]

@@ -55,13 +55,16 @@ impl Version {
         self.files.iter().map(|f| f.len()).sum()
     }
 
-    /// Look up `ukey` as of the sequence encoded in `lookup` (an internal key).
-    pub fn get(&self, tables: &TableCache, lookup: &[u8]) -> Result<TableGet> {
+    /// Look up `ukey` as of the sequence encoded in `lookup` (an internal
+    /// key). `cover` is the newest range deletion over the key seen so far
+    /// (in the memtables); the tables' own raise it as they are probed, and
+    /// an entry older than it counts as deleted.
+    pub fn get(&self, tables: &TableCache, lookup: &[u8], cover: &mut u64) -> Result<TableGet> {
         let ukey = user_key(lookup);
         // Level 0: every file whose range holds the key, newest first.
         for f in self.files[0].iter().rev() {
             if user_key(&f.smallest) <= ukey && ukey <= user_key(&f.largest) {
-                if let Some(r) = probe(tables, f, lookup, ukey)? {
+                if let Some(r) = probe(tables, f, lookup, ukey, cover)? {
                     return Ok(r);
                 }
             }
@@ -71,13 +74,29 @@ impl Version {
             let idx = find_file(files, lookup);
             if let Some(f) = files.get(idx) {
                 if user_key(&f.smallest) <= ukey {
-                    if let Some(r) = probe(tables, f, lookup, ukey)? {
+                    if let Some(r) = probe(tables, f, lookup, ukey, cover)? {
                         return Ok(r);
                     }
                 }
             }
         }
         Ok(TableGet::NotFound)
+    }
+
+    /// Every table of this version whose key range meets `[start, end)`
+    /// (`end` None: unbounded), newest level first.
+    pub fn files_overlapping(&self, start: &[u8], end: Option<&[u8]>) -> Vec<Arc<FileMetaData>> {
+        let meets = |f: &FileMetaData| {
+            user_key(&f.largest) >= start && end.is_none_or(|e| user_key(&f.smallest) < e)
+        };
+        let mut out: Vec<Arc<FileMetaData>> =
+            self.files[0].iter().filter(|f| meets(f)).cloned().collect();
+        for files in self.files.iter().skip(1) {
+            // Sorted and disjoint: skip to the first that can meet the range.
+            let from = files.partition_point(|f| user_key(&f.largest) < start);
+            out.extend(files[from..].iter().take_while(|f| meets(f)).cloned());
+        }
+        out
     }
 
     /// Files of `level` whose user-key range intersects `[begin, end]` (None = unbounded).
@@ -197,8 +216,11 @@ fn probe(
     f: &FileMetaData,
     lookup: &[u8],
     ukey: &[u8],
+    cover: &mut u64,
 ) -> Result<Option<TableGet>> {
     let table = tables.get_table(f.number, f.file_size)?;
+    let read_seq = parse_internal_key(lookup).map_or(u64::MAX, |p| p.sequence);
+    *cover = (*cover).max(table.range_deletions().max_covering(ukey, read_seq));
     match table.get(lookup)? {
         Some((ikey, value)) => {
             let parsed = parse_internal_key(&ikey).ok_or_else(|| {
@@ -207,9 +229,12 @@ fn probe(
             if parsed.user_key != ukey {
                 return Ok(None);
             }
+            if parsed.sequence < *cover {
+                return Ok(Some(TableGet::Deleted));
+            }
             Ok(Some(match parsed.value_type {
                 ValueType::Value => TableGet::Found(value),
-                ValueType::Deletion => TableGet::Deleted,
+                ValueType::Deletion | ValueType::RangeDeletion => TableGet::Deleted,
             }))
         }
         None => Ok(None),

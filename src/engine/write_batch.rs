@@ -7,13 +7,18 @@
 //! sequence fixed64 LE | count fixed32 LE | record*
 //! record := 0x01 varint32(klen) key varint32(vlen) value   (put)
 //!         | 0x00 varint32(klen) key                          (delete)
+//!         | 0x02 varint32(slen) start varint32(elen) end      (delete range)
 //! ```
 //!
-//! Entry i gets sequence number `sequence + i`.
+//! Entry i gets sequence number `sequence + i`, so a range deletion hides
+//! the batch's own earlier entries in its range and none of its later ones.
+//! Tag 2 is new with range deletions: a WAL of an older build has none,
+//! and replays as before.
 
 use super::coding::{put_length_prefixed, Decoder};
 use super::dbformat::ValueType;
 use super::memtable::MemTable;
+use super::range_del::RangeTombstone;
 
 pub const HEADER: usize = 12;
 
@@ -26,6 +31,8 @@ pub struct WriteBatch {
 pub enum BatchEntry<'a> {
     Put(&'a [u8], &'a [u8]),
     Delete(&'a [u8]),
+    /// Every key in `[start, end)`.
+    DeleteRange(&'a [u8], &'a [u8]),
 }
 
 impl Default for WriteBatch {
@@ -52,6 +59,14 @@ impl WriteBatch {
         self.set_count(self.count() + 1);
         self.rep.push(ValueType::Deletion as u8);
         put_length_prefixed(&mut self.rep, key);
+    }
+
+    /// Delete every key `k` with `start <= k < end`.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.set_count(self.count() + 1);
+        self.rep.push(ValueType::RangeDeletion as u8);
+        put_length_prefixed(&mut self.rep, start);
+        put_length_prefixed(&mut self.rep, end);
     }
 
     pub fn clear(&mut self) {
@@ -118,10 +133,12 @@ impl WriteBatch {
     pub fn insert_into(&self, mem: &MemTable) -> Result<(), String> {
         let mut n = 0u32;
         let mut entries = Vec::with_capacity(self.count() as usize);
+        let mut ranges = Vec::new();
         for (seq, e) in (self.sequence()..).zip(self.iter()) {
             match e? {
                 BatchEntry::Put(k, v) => entries.push((seq, ValueType::Value, k, v)),
                 BatchEntry::Delete(k) => entries.push((seq, ValueType::Deletion, k, &[][..])),
+                BatchEntry::DeleteRange(s, e) => ranges.push(RangeTombstone::new(s, e, seq)),
             }
             n += 1;
         }
@@ -132,6 +149,7 @@ impl WriteBatch {
             ));
         }
         mem.add_all(&entries);
+        mem.add_range_deletions(ranges);
         Ok(())
     }
 }
@@ -155,6 +173,7 @@ impl<'a> Iterator for BatchIter<'a> {
             match tag {
                 1 => Some(Ok(BatchEntry::Put(key, self.d.length_prefixed()?))),
                 0 => Some(Ok(BatchEntry::Delete(key))),
+                2 => Some(Ok(BatchEntry::DeleteRange(key, self.d.length_prefixed()?))),
                 t => Some(Err(format!("unknown write batch tag {t} at byte {at}"))),
             }
         })();
@@ -177,10 +196,11 @@ mod tests {
         b.delete(b"k2");
         let mut c = WriteBatch::new();
         c.put(b"k3", b"");
+        c.delete_range(b"a", b"k2");
         b.append(&c);
         b.set_sequence(100);
         let d = WriteBatch::from_data(b.data().to_vec()).unwrap();
-        assert_eq!(d.count(), 3);
+        assert_eq!(d.count(), 4);
         assert_eq!(d.sequence(), 100);
         let e: Vec<_> = d.iter().map(|x| x.unwrap()).collect();
         assert_eq!(
@@ -188,12 +208,16 @@ mod tests {
             vec![
                 BatchEntry::Put(b"k1", b"v1"),
                 BatchEntry::Delete(b"k2"),
-                BatchEntry::Put(b"k3", b"")
+                BatchEntry::Put(b"k3", b""),
+                BatchEntry::DeleteRange(b"a", b"k2"),
             ]
         );
         let mem = MemTable::new();
         d.insert_into(&mem).unwrap();
-        assert_eq!(mem.len(), 3);
+        assert_eq!(mem.len(), 4);
+        // The range deletion (seq 103) hides k1 (seq 100), not what follows it.
+        assert_eq!(mem.range_del_cover(b"k1", 200), 103);
+        assert_eq!(mem.range_del_cover(b"k2", 200), 0);
     }
 
     #[test]

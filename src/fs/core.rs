@@ -8,8 +8,8 @@
 //! # Atomicity
 //! Every operation that changes state builds one [`Batch`] with all its key
 //! changes and commits it once, so a crash shows it whole or not at all. The
-//! one exception is reclaiming space (below), which an `O` key makes
-//! restartable.
+//! one exception is an unlinked file that is still open (below), which an
+//! `O` key makes restartable.
 //!
 //! # Concurrency
 //! FUSE requests arrive on several threads. Readers (lookup, getattr, read,
@@ -38,12 +38,16 @@
 //! crash the allocator restarts at the mark, so a number is never reused.
 //!
 //! # Reclaiming space
-//! When the last name of an inode goes while it is open, the operation's
-//! batch sets nlink to 0 and writes an `O` (orphan) key; the last release
-//! deletes the inode. When an unlink or truncate would delete more chunks
-//! than fit in one batch, the batch writes an `O` key and the chunks are then
-//! deleted in bounded batches, the `O` key last. If the daemon dies in
-//! between, [`FsCore::open`] finishes the job before serving anything.
+//! An unlink or truncate deletes the chunks in its own batch: one deletion
+//! per chunk for a small file, one range deletion (`Batch::delete_range`)
+//! for a big one, so removing a file of any size is one small batch. When
+//! the last name of an inode goes while it is open, the operation's batch
+//! sets nlink to 0 and writes an `O` (orphan) key; the last release deletes
+//! the inode and its `O` key in one batch. If the daemon dies in between,
+//! [`FsCore::open`] finishes the job before serving anything. (Older builds
+//! also wrote `O` keys for big truncates, deleting the chunks past the size
+//! in bounded batches; such a key left by a crash is finished the same
+//! way.)
 
 use super::cache::AttrCache;
 use super::inode::{Attr, KIND_DIR, KIND_FILE, KIND_SYMLINK};
@@ -68,10 +72,9 @@ impl Caller {
     pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
 }
 
-/// Chunk deletions that fit in the operation's own batch.
+/// Chunks past which an unlink or truncate deletes a file's chunks with
+/// one range deletion instead of one deletion each.
 pub(super) const MAX_INLINE_DELETES: usize = 256;
-/// Keys deleted per batch when reclaiming.
-const RECLAIM_BATCH: usize = 1024;
 pub(super) const NAME_MAX: usize = 255;
 /// Inode numbers reserved by one write of the high-water mark.
 const INO_RESERVE: u64 = 1024;
@@ -334,6 +337,7 @@ impl FsCore {
             let (k, v) = match op {
                 BatchOp::Put(k, v) => (k, Some(v)),
                 BatchOp::Delete(k) => (k, None),
+                BatchOp::DeleteRange(..) => continue,
             };
             if let Some(Key::Inode(ino)) = parse_key(k) {
                 let attr = v.and_then(|v| Attr::decode(v).ok()).map(|mut a| {
@@ -449,20 +453,24 @@ impl FsCore {
         b.put(inode_key(a.ino), a.encode());
     }
 
-    /// Delete every key of an unreachable inode into `b`; false (nothing
-    /// added) if its chunks are too many for one batch.
-    pub(super) fn delete_inode_keys(&self, ino: u64, b: &mut Batch) -> FsResult<bool> {
+    /// Delete every key of an unreachable inode into `b`. A small file's
+    /// chunk keys are deleted one by one; a bigger file's (or one whose
+    /// size does not bound its chunks) go with one range deletion, so the
+    /// batch stays small whatever the file's size.
+    pub(super) fn delete_inode_keys(&self, ino: u64, b: &mut Batch) -> FsResult<()> {
         let known = self.getattr(ino).ok();
-        // Inline files have no chunks and most inodes no xattrs: skip range
-        // scans that cannot find anything.
+        // Inline files have no chunks and most inodes no xattrs: skip what
+        // cannot find anything.
         let may_have_chunks = known
             .as_ref()
             .is_none_or(|a| a.kind == KIND_FILE && a.inline.is_none());
         if may_have_chunks {
             // Chunks lie past the size only while a reclaim is pending (`O`
-            // key); otherwise a small file's chunk keys are known without the
-            // range scan (a merged iterator over every level): delete each
-            // index below the size, existing or a hole.
+            // key); otherwise a small file's chunk keys are known: delete
+            // each index below the size, existing or a hole. Point
+            // deletions of a few keys cost readers less than a tombstone
+            // (which every lookup in its range consults until compaction
+            // drops it).
             let blind = known
                 .as_ref()
                 .map(|a| chunks_for(a.size))
@@ -480,21 +488,8 @@ impl FsCore {
                     }
                 }
                 _ => {
-                    let chunks = self
-                        .store
-                        .scan(
-                            &chunk_key(ino, 0),
-                            &chunk_range_end(ino),
-                            MAX_INLINE_DELETES + 1,
-                        )
-                        .map_err(io_errno)?;
-                    if chunks.len() > MAX_INLINE_DELETES {
-                        return Ok(false);
-                    }
-                    for (k, _) in chunks {
-                        b.delete(k);
-                    }
-                    // A pending reclaim (if that is why we scanned) is done too.
+                    b.delete_range(chunk_key(ino, 0), chunk_range_end(ino));
+                    // A pending reclaim (if that is why we got here) is done too.
                     b.delete(orphan_key(ino));
                 }
             }
@@ -506,13 +501,14 @@ impl FsCore {
             b.delete(symlink_key(ino));
         }
         b.delete(inode_key(ino));
-        Ok(true)
+        Ok(())
     }
 
-    /// Drop one link of `a` (a directory: its last) inside batch `b`.
-    /// Returns true if a reclaim must run once the batch is in (and the
-    /// locks are released: the inode is then unreachable).
-    pub(super) fn drop_link(&self, a: &mut Attr, b: &mut Batch, t: i64) -> FsResult<bool> {
+    /// Drop one link of `a` (a directory: its last) inside batch `b`: the
+    /// last link of an inode nobody has open deletes it in the same batch;
+    /// of an open one, leaves it with nlink 0 and an `O` key for the last
+    /// release.
+    pub(super) fn drop_link(&self, a: &mut Attr, b: &mut Batch, t: i64) -> FsResult<()> {
         a.nlink = if a.is_dir() {
             0
         } else {
@@ -521,25 +517,21 @@ impl FsCore {
         a.ctime = t;
         if a.nlink > 0 {
             Self::put_attr(b, a);
-            return Ok(false);
+            return Ok(());
         }
         if self.open_count(a.ino) > 0 {
             Self::put_attr(b, a);
             b.put(orphan_key(a.ino), Vec::new());
-            return Ok(false);
+            return Ok(());
         }
-        if self.delete_inode_keys(a.ino, b)? {
-            return Ok(false);
-        }
-        Self::put_attr(b, a);
-        b.put(orphan_key(a.ino), Vec::new());
-        Ok(true)
+        self.delete_inode_keys(a.ino, b)
     }
 
-    /// Delete data of `ino` beyond its size — everything, with the inode,
-    /// when its link count is 0 — in bounded batches, then its `O` key.
-    /// Returns true if the inode itself went. The caller holds the inode's
-    /// lock, or the inode is unreachable and not open.
+    /// Finish what an `O` key records, in one batch with its deletion:
+    /// delete the inode with all its keys when its link count is 0, else
+    /// the data beyond its size (an interrupted truncate of an older
+    /// build). Returns true if the inode itself went. The caller holds the
+    /// inode's lock, or the inode is unreachable and not open.
     pub(super) fn reclaim(&self, ino: u64) -> FsResult<bool> {
         let attr = match self.getattr(ino) {
             Ok(a) => Some(a),
@@ -547,28 +539,12 @@ impl FsCore {
             Err(e) => return Err(e),
         };
         let gone = attr.as_ref().is_none_or(|a| a.nlink == 0);
-        let first = match &attr {
-            Some(a) if !gone => chunks_for(a.size),
-            _ => 0,
-        };
-        let end = chunk_range_end(ino);
-        loop {
-            let keys = self
-                .store
-                .scan(&chunk_key(ino, first), &end, RECLAIM_BATCH)
-                .map_err(io_errno)?;
-            if keys.is_empty() {
-                break;
-            }
-            let mut b = Batch::new();
-            for (k, _) in keys {
-                b.delete(k);
-            }
-            self.apply(b, false)?;
-        }
         let mut b = Batch::new();
-        if gone {
-            self.delete_inode_keys(ino, &mut b)?;
+        match &attr {
+            Some(a) if !gone => {
+                b.delete_range(chunk_key(ino, chunks_for(a.size)), chunk_range_end(ino));
+            }
+            _ => self.delete_inode_keys(ino, &mut b)?,
         }
         b.delete(orphan_key(ino));
         self.apply(b, false)?;
@@ -683,6 +659,44 @@ pub(super) mod testutil {
 
     pub fn fs() -> (Arc<MemStore>, FsCore) {
         let store = Arc::new(MemStore::new());
+        let core = FsCore::open(store.clone(), false, false).expect("open");
+        (store, core)
+    }
+
+    /// A `MemStore` that remembers the size of every batch written to it.
+    #[derive(Default)]
+    pub struct CountingStore {
+        pub inner: MemStore,
+        pub batch_sizes: Mutex<Vec<usize>>,
+    }
+
+    impl Store for CountingStore {
+        fn get(&self, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan(start, end, limit)
+        }
+        fn write(&self, batch: Batch, sync: bool) -> std::io::Result<()> {
+            self.batch_sizes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(batch.len());
+            self.inner.write(batch, sync)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A filesystem over a `CountingStore`.
+    pub fn counted_fs() -> (Arc<CountingStore>, FsCore) {
+        let store = Arc::new(CountingStore::default());
         let core = FsCore::open(store.clone(), false, false).expect("open");
         (store, core)
     }

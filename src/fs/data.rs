@@ -55,7 +55,6 @@ impl FsCore {
         let t = now_ns();
         let owner = c.uid == 0 || c.uid == a.uid;
         let mut b = Batch::new();
-        let mut reclaim = false;
         if let Some(m) = s.mode {
             if !owner {
                 return Err(libc::EPERM);
@@ -104,7 +103,7 @@ impl FsCore {
             if size > MAX_FILE_SIZE {
                 return Err(libc::EFBIG);
             }
-            reclaim = self.truncate_into(&mut a, size, &mut b)?;
+            self.truncate_into(&mut a, size, &mut b)?;
             a.mtime = t;
             if c.uid != 0 {
                 kill_suid_sgid(&mut a);
@@ -113,23 +112,19 @@ impl FsCore {
         a.ctime = t;
         Self::put_attr(&mut b, &a);
         self.commit(b)?;
-        if reclaim {
-            // Still holding the file's lock: no write may land beyond the
-            // new end before the old chunks there are gone.
-            self.reclaim(ino)?;
-        }
         Ok(a)
     }
 
-    /// Set the size in `a` and add the chunk changes to `b`. Returns true
-    /// if more chunks must go than fit in `b` (then an `O` key is added and
-    /// the caller reclaims after committing, still holding the lock).
-    pub(super) fn truncate_into(&self, a: &mut Attr, size: u64, b: &mut Batch) -> FsResult<bool> {
+    /// Set the size in `a` and add the chunk changes to `b`: the chunks
+    /// past the new end go one deletion each if there are few, else with
+    /// one range deletion (then the stored-chunk count is bounded by the
+    /// chunks that remain below the end rather than counted).
+    pub(super) fn truncate_into(&self, a: &mut Attr, size: u64, b: &mut Batch) -> FsResult<()> {
         if let Some(data) = a.inline.as_mut() {
             if size as usize <= INLINE_MAX {
                 data.resize(size as usize, 0);
                 a.size = size;
-                return Ok(false);
+                return Ok(());
             }
             let data = std::mem::take(data);
             a.inline = None;
@@ -138,12 +133,12 @@ impl FsCore {
                 a.chunks = 1;
             }
             a.size = size;
-            return Ok(false);
+            return Ok(());
         }
         let old = a.size;
         a.size = size;
         if size >= old {
-            return Ok(false);
+            return Ok(());
         }
         let keep = chunks_for(size);
         if !size.is_multiple_of(CHUNK_SIZE) {
@@ -165,16 +160,15 @@ impl FsCore {
             )
             .map_err(io_errno)?;
         if doomed.len() > MAX_INLINE_DELETES {
-            // Deleted later: `keep` bounds what stays.
             a.chunks = a.chunks.min(keep);
-            b.put(orphan_key(a.ino), Vec::new());
-            return Ok(true);
+            b.delete_range(chunk_key(a.ino, keep), chunk_range_end(a.ino));
+            return Ok(());
         }
         a.chunks = a.chunks.saturating_sub(doomed.len() as u64).min(keep);
         for (k, _) in doomed {
             b.delete(k);
         }
-        Ok(false)
+        Ok(())
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -444,31 +438,33 @@ impl FsCore {
                 }
             }
         }
-        // Whole chunks: delete what exists.
+        // Whole chunks: delete what exists — a few one by one, more with
+        // one range deletion (counted first, for st_blocks).
         let whole_first = from.div_ceil(CHUNK_SIZE);
         let whole_end = to / CHUNK_SIZE;
-        let mut start = chunk_key(a.ino, whole_first);
-        let end = chunk_key(a.ino, whole_end);
-        loop {
-            let keys = self
-                .store
-                .scan(&start, &end, MAX_INLINE_DELETES + 1)
-                .map_err(io_errno)?;
-            if keys.len() <= MAX_INLINE_DELETES {
-                a.chunks = a.chunks.saturating_sub(keys.len() as u64);
-                for (k, _) in keys {
-                    b.delete(k);
-                }
-                return Ok(());
-            }
-            a.chunks = a.chunks.saturating_sub(MAX_INLINE_DELETES as u64);
-            let mut extra = Batch::new();
-            for (k, _) in &keys[..MAX_INLINE_DELETES] {
-                extra.delete(k.clone());
-            }
-            self.commit(extra)?;
-            start = keys[MAX_INLINE_DELETES].0.clone();
+        if whole_first >= whole_end {
+            return Ok(());
         }
+        let start = chunk_key(a.ino, whole_first);
+        let end = chunk_key(a.ino, whole_end);
+        let keys = self
+            .store
+            .scan(&start, &end, MAX_INLINE_DELETES + 1)
+            .map_err(io_errno)?;
+        if keys.len() <= MAX_INLINE_DELETES {
+            a.chunks = a.chunks.saturating_sub(keys.len() as u64);
+            for (k, _) in keys {
+                b.delete(k);
+            }
+            return Ok(());
+        }
+        let mut stored = 0u64;
+        self.store
+            .scan_visit(&start, &end, usize::MAX, &mut |_, _| stored += 1)
+            .map_err(io_errno)?;
+        a.chunks = a.chunks.saturating_sub(stored);
+        b.delete_range(start, end);
+        Ok(())
     }
 
     /// lseek SEEK_DATA / SEEK_HOLE, at chunk granularity (a chunk present
@@ -733,19 +729,28 @@ mod tests {
     }
 
     #[test]
-    fn big_truncate_goes_through_an_orphan_key() {
-        let (store, f) = fs();
+    fn big_truncate_is_one_small_batch() {
+        let (cs, f) = counted_fs();
+        let store = &cs.inner;
         let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
         let n = MAX_INLINE_DELETES as u64 + 50;
         for i in 0..n {
             f.write(U, a.ino, i * CHUNK_SIZE, &[9u8; 10], false)
                 .unwrap();
         }
+        let before = cs.batch_sizes.lock().unwrap().len();
         f.setattr(U, a.ino, size(CHUNK_SIZE + 5)).unwrap();
-        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 2);
-        assert_eq!(keys_with_prefix(&store, b"O"), 0);
+        let sizes = cs.batch_sizes.lock().unwrap()[before..].to_vec();
+        assert!(sizes.len() == 1 && sizes[0] <= 4, "batches {sizes:?}");
+        assert_eq!(f.getattr(a.ino).unwrap().chunks, 2);
+        assert_eq!(keys_with_prefix(store, &chunk_key(a.ino, 0)[..9]), 2);
+        assert_eq!(keys_with_prefix(store, b"O"), 0);
         f.setattr(U, a.ino, size(n * CHUNK_SIZE)).unwrap();
         assert_eq!(f.read(a.ino, 2 * CHUNK_SIZE, 100).unwrap(), vec![0u8; 100]);
+        // Writes past the cut after it are not hidden by it.
+        f.write(U, a.ino, (n - 1) * CHUNK_SIZE, b"tail", false)
+            .unwrap();
+        assert_eq!(f.read(a.ino, (n - 1) * CHUNK_SIZE, 4).unwrap(), b"tail");
     }
 
     #[test]
@@ -961,18 +966,22 @@ mod tests {
     }
 
     #[test]
-    fn unlinking_a_huge_file_reclaims_in_bounded_batches() {
-        let (store, f) = fs();
+    fn unlinking_a_huge_file_is_one_small_batch() {
+        let (cs, f) = counted_fs();
+        let store = &cs.inner;
         let a = f.create(U, ROOT_INO, b"huge", 0o644).unwrap();
         let n = 3 * MAX_INLINE_DELETES as u64;
         for i in 0..n {
             f.write(U, a.ino, i * CHUNK_SIZE * 3, b"x", false).unwrap();
         }
         f.setxattr(U, a.ino, b"user.a", b"b", 0).unwrap();
+        let before = cs.batch_sizes.lock().unwrap().len();
         f.unlink(U, ROOT_INO, b"huge").unwrap();
+        let sizes = cs.batch_sizes.lock().unwrap()[before..].to_vec();
+        assert!(sizes.len() == 1 && sizes[0] <= 8, "batches {sizes:?}");
         assert_eq!(f.getattr(a.ino).unwrap_err(), libc::ENOENT);
-        assert_eq!(keys_with_prefix(&store, &chunk_key(a.ino, 0)[..9]), 0);
-        assert_eq!(keys_with_prefix(&store, b"O"), 0);
-        assert_eq!(keys_with_prefix(&store, b"X"), 0);
+        assert_eq!(keys_with_prefix(store, &chunk_key(a.ino, 0)[..9]), 0);
+        assert_eq!(keys_with_prefix(store, b"O"), 0);
+        assert_eq!(keys_with_prefix(store, b"X"), 0);
     }
 }

@@ -258,12 +258,9 @@ impl FsCore {
         b.delete(dentry_key(parent, name));
         touch(&mut p, t);
         Self::put_attr(&mut b, &p);
-        let reclaim = self.drop_link(&mut a, &mut b, t)?;
+        self.drop_link(&mut a, &mut b, t)?;
         self.commit(b)?;
         drop(g);
-        if reclaim {
-            self.reclaim(ino)?;
-        }
         Ok(())
     }
 
@@ -308,12 +305,9 @@ impl FsCore {
         p.nlink = p.nlink.saturating_sub(1);
         touch(&mut p, t);
         Self::put_attr(&mut b, &p);
-        let reclaim = self.drop_link(&mut a, &mut b, t)?;
+        self.drop_link(&mut a, &mut b, t)?;
         self.commit(b)?;
         drop(g);
-        if reclaim {
-            self.reclaim(ino)?;
-        }
         Ok(())
     }
 
@@ -375,18 +369,13 @@ impl FsCore {
             if self.entry(parent, name)? != Some(src) || self.entry(newparent, newname)? != dst {
                 continue;
             }
-            let reclaim =
-                self.rename_locked(c, parent, name, newparent, newname, src, dst, flags)?;
+            self.rename_locked(c, parent, name, newparent, newname, src, dst, flags)?;
             drop(g);
-            if let Some(ino) = reclaim {
-                self.reclaim(ino)?;
-            }
             return Ok(());
         }
     }
 
-    /// The rename itself, with every inode it touches locked. Returns an
-    /// inode to reclaim once the locks are released.
+    /// The rename itself, with every inode it touches locked.
     #[allow(clippy::too_many_arguments)]
     fn rename_locked(
         &self,
@@ -398,7 +387,7 @@ impl FsCore {
         (src_ino, src_kind): Entry,
         dst: Option<Entry>,
         flags: u32,
-    ) -> FsResult<Option<u64>> {
+    ) -> FsResult<()> {
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let mut src = self.getattr(src_ino)?;
@@ -420,10 +409,9 @@ impl FsCore {
         }
         let t = super::core::now_ns();
         let mut b = Batch::new();
-        let mut reclaim = None;
         match dst {
             // Two names of one inode: nothing to do (POSIX).
-            Some((dst_ino, _)) if dst_ino == src_ino => return Ok(None),
+            Some((dst_ino, _)) if dst_ino == src_ino => return Ok(()),
             Some(_) if noreplace => return Err(libc::EEXIST),
             None if exchange => return Err(libc::ENOENT),
             Some((dst_ino, dst_kind)) if exchange => {
@@ -458,9 +446,7 @@ impl FsCore {
                     }
                     dirs[new].nlink = dirs[new].nlink.saturating_sub(1);
                 }
-                if self.drop_link(&mut d, &mut b, t)? {
-                    reclaim = Some(dst_ino);
-                }
+                self.drop_link(&mut d, &mut b, t)?;
                 b.delete(dentry_key(parent, name));
                 put_entry(&mut b, newparent, newname, src_ino, src_kind);
                 move_dir(&mut src, &mut dirs, old, new, newparent);
@@ -479,8 +465,7 @@ impl FsCore {
             touch(d, t);
             Self::put_attr(&mut b, d);
         }
-        self.commit(b)?;
-        Ok(reclaim)
+        self.commit(b)
     }
 
     /// All entries of a directory: (ino, kind, name), in name order.

@@ -18,6 +18,7 @@
 use crate::engine::dbformat::{compare_internal, parse_internal_key};
 use crate::engine::filename::{parse_file_name, FileType};
 use crate::engine::iterator::InternalIterator;
+use crate::engine::sstable::widen_bounds;
 use crate::engine::{Db, Error, Options};
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -162,7 +163,17 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                 continue;
             }
             total_entries += n;
-            if first.as_deref() != Some(&f.smallest[..]) || last != f.largest {
+            let mut first = first.unwrap_or_default();
+            for t in table.range_deletions().tombstones() {
+                if t.seq < f.smallest_seq || t.seq > f.largest_seq {
+                    report.problems.push(format!(
+                        "{path}: range deletion with sequence {} outside the recorded range {}..{}",
+                        t.seq, f.smallest_seq, f.largest_seq
+                    ));
+                }
+                widen_bounds(&mut first, &mut last, t);
+            }
+            if first != f.smallest || last != f.largest {
                 report.problems.push(format!(
                     "{path}: key range differs from the one the MANIFEST recorded"
                 ));

@@ -84,7 +84,8 @@ fn describe_internal(ikey: &[u8], value: &[u8], raw: bool) -> String {
         Some(p) => {
             let v = match p.value_type {
                 crate::engine::dbformat::ValueType::Value => Some(value),
-                crate::engine::dbformat::ValueType::Deletion => None,
+                crate::engine::dbformat::ValueType::Deletion
+                | crate::engine::dbformat::ValueType::RangeDeletion => None,
             };
             let kind = if v.is_none() { "DEL " } else { "" };
             format!(
@@ -220,6 +221,15 @@ fn sst(file: &Path, keys: bool, raw: bool) -> Result<(), String> {
     println!("  sequences:     {}..{}", p.smallest_seq, p.largest_seq);
     println!("  bloom filter:  {} bytes", p.filter_bytes);
     println!("  index:         {} bytes", p.index_bytes);
+    println!("  range dels:    {}", p.num_range_deletions);
+    for t in table.range_deletions().tombstones() {
+        println!(
+            "    seq {:<8} [{}, {})",
+            t.seq,
+            describe(&t.start, None, raw),
+            describe(&t.end, None, raw)
+        );
+    }
     println!("index:");
     for (k, h) in table.index_entries().map_err(|e| e.to_string())? {
         println!(
@@ -280,6 +290,11 @@ fn wal(file: &Path, raw: bool) -> Result<(), String> {
                             println!("  put {}", describe(k, Some(v), raw))
                         }
                         Ok(BatchEntry::Delete(k)) => println!("  del {}", describe(k, None, raw)),
+                        Ok(BatchEntry::DeleteRange(s, e)) => println!(
+                            "  del range [{}, {})",
+                            describe(s, None, raw),
+                            describe(e, None, raw)
+                        ),
                         Err(m) => println!("  <{m}>"),
                     }
                 }
