@@ -464,3 +464,361 @@ sys.stderr.write(r.stderr.decode()); sys.exit(r.returncode)' {}",
         assert!(!lsmfs_mounted(target));
     }
 }
+
+/// A root mount (`Mounted`, in a scratch directory others can enter).
+fn root_mount(args: &[&str]) -> common::Mounted {
+    let mut all = vec!["--space-reserve-mb", "16"];
+    all.extend_from_slice(args);
+    let m = common::Mounted::with_args(&all);
+    chmod(m.tmp.path(), 0o755);
+    m
+}
+
+fn mount_options(m: &common::Mounted) -> String {
+    m.mountinfo_line().expect("listed in mountinfo")
+}
+
+/// Without allow_other the kernel turns every other user away from the
+/// mount; with it, the modes decide (default_permissions is always on,
+/// whatever -o says).
+#[test]
+fn allow_other_is_off_by_default_and_default_permissions_always_on() {
+    if !is_root() {
+        return;
+    }
+    let other = User::get("lsmfs-sec-b");
+    let m = root_mount(&[]);
+    std::fs::write(m.path("open"), b"for all\n").unwrap();
+    chmod(&m.path("open"), 0o644);
+    let (code, _, err) = other.sh(&format!("cat {}", q(&m.path("open"))));
+    assert_ne!(
+        code, 0,
+        "another user read a mount made without allow_other"
+    );
+    assert!(err.contains("ermission denied"), "{err}");
+    let (code, _, _) = other.sh(&format!("ls {}", q(&m.mnt)));
+    assert_ne!(code, 0);
+    assert!(mount_options(&m).contains("default_permissions"));
+    drop(m);
+    let m = root_mount(&["-o", "allow_other,default_permissions"]);
+    let line = mount_options(&m);
+    assert!(
+        line.contains("default_permissions") && line.contains("allow_other"),
+        "{line}"
+    );
+    std::fs::write(m.path("open"), b"for all\n").unwrap();
+    chmod(&m.path("open"), 0o644);
+    std::fs::write(m.path("private"), b"mine\n").unwrap();
+    chmod(&m.path("private"), 0o600);
+    assert_eq!(
+        other.ok(&format!("cat {}", q(&m.path("open")))),
+        "for all\n"
+    );
+    for cmd in [
+        format!("cat {}", q(&m.path("private"))),
+        format!("echo x >> {}", q(&m.path("open"))),
+        format!("touch {}", q(&m.path("new"))),
+        format!("rm {}", q(&m.path("open"))),
+    ] {
+        let (code, _, err) = other.sh(&cmd);
+        assert_ne!(code, 0, "`{cmd}` worked as another user");
+        assert!(err.contains("ermission denied"), "{cmd}: {err}");
+    }
+}
+
+/// nosuid and nodev unless asked for: a setuid-root program on the mount
+/// runs with the caller's rights, a device node does not open; with
+/// `-o suid,dev` (root only) both work as on any filesystem.
+#[test]
+fn nosuid_and_nodev_unless_asked_for() {
+    if !is_root() {
+        return;
+    }
+    let other = User::get("lsmfs-sec-b");
+    for asked in [false, true] {
+        let m = if asked {
+            root_mount(&["-o", "allow_other,suid,dev"])
+        } else {
+            root_mount(&["-o", "allow_other"])
+        };
+        let line = mount_options(&m);
+        assert_eq!(line.contains("nosuid"), !asked, "{line}");
+        assert_eq!(line.contains("nodev"), !asked, "{line}");
+        let id = m.path("id");
+        std::fs::copy("/usr/bin/id", &id).unwrap();
+        chmod(&id, 0o4755);
+        let out = other.ok(&q(&id));
+        assert_eq!(out.contains("euid=0"), asked, "{out}");
+        common::sh("mknod zero c 1 5 && chmod 666 zero", &m.mnt);
+        let (code, out, err) = other.sh(&format!("head -c 3 {} | od -An -tx1", q(&m.path("zero"))));
+        if asked {
+            assert_eq!((code, out.trim()), (0, "00 00 00"), "{err}");
+        } else {
+            assert!(err.contains("ermission denied"), "{code} {out} {err}");
+        }
+        let (_, _, err) = root_sh(&format!("head -c 3 {}", q(&m.path("zero"))));
+        assert_eq!(err.contains("ermission denied"), !asked, "{err}");
+    }
+}
+
+fn root_sh(cmd: &str) -> (i32, String, String) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// trusted.* and security.* are for the privileged: another user can set
+/// neither on their own file, and does not see root's trusted names.
+#[test]
+fn privileged_xattr_namespaces_are_roots() {
+    if !is_root() {
+        return;
+    }
+    let user = User::get("lsmfs-sec-a");
+    let m = root_mount(&["-o", "allow_other"]);
+    std::fs::create_dir(m.path("shared")).unwrap();
+    chmod(&m.path("shared"), 0o777);
+    let f = m.path("shared/f");
+    user.ok(&format!("echo x > {}", q(&f)));
+    user.ok(&format!("setfattr -n user.mine -v 1 {}", q(&f)));
+    for name in ["trusted.x", "security.x"] {
+        let (code, _, err) = user.sh(&format!("setfattr -n {name} -v 1 {}", q(&f)));
+        assert_ne!(code, 0, "a user set {name}");
+        assert!(err.contains("not permitted"), "{name}: {err}");
+    }
+    common::sh(
+        &format!("setfattr -n trusted.root -v secret {}", q(&f)),
+        &m.mnt,
+    );
+    // The raw list (getfattr would skip names it cannot read anyway).
+    let list = "python3 -c 'import os,sys; print(sorted(os.listxattr(sys.argv[1])))'";
+    let as_user = user.ok(&format!("{list} {}", q(&f)));
+    assert_eq!(as_user.trim(), "['user.mine']");
+    let as_root = common::sh(&format!("{list} {}", q(&f)), &m.mnt);
+    assert_eq!(as_root.trim(), "['trusted.root', 'user.mine']");
+    let (code, _, _) = user.sh(&format!("getfattr -n trusted.root {}", q(&f)));
+    assert_ne!(code, 0);
+    let as_root = common::sh(&format!("getfattr -d -m - {}", q(&f)), &m.mnt);
+    assert!(as_root.contains("trusted.root=\"secret\""), "{as_root}");
+    let (code, _, err) = user.sh(&format!("setfattr -x trusted.root {}", q(&f)));
+    assert_ne!(code, 0, "{err}");
+}
+
+/// `.lsmfs-stats` (readable by anyone who may enter the mount) holds
+/// counters: no name, content or xattr value of the tree.
+#[test]
+fn the_stats_file_holds_only_counters() {
+    if !is_root() {
+        return;
+    }
+    let other = User::get("lsmfs-sec-b");
+    let m = root_mount(&["-o", "allow_other"]);
+    const MARK: &str = "zq7marker";
+    std::fs::create_dir(m.path(&format!("dir-{MARK}"))).unwrap();
+    let f = m.path(&format!("dir-{MARK}/file-{MARK}"));
+    std::fs::write(&f, format!("contents-{MARK}\n").repeat(1000)).unwrap();
+    common::sh(
+        &format!("setfattr -n user.{MARK} -v value-{MARK} {}", q(&f)),
+        &m.mnt,
+    );
+    std::fs::read_dir(m.path(&format!("dir-{MARK}")))
+        .unwrap()
+        .count();
+    let stats = other.ok(&format!("cat {}/.lsmfs-stats", q(&m.mnt)));
+    assert!(stats.contains("fuse_requests"), "{stats}");
+    assert!(!stats.contains(MARK), "{stats}");
+    // Every line is a label and figures.
+    for line in stats.lines() {
+        let words: Vec<&str> = line
+            .split(|c: char| !c.is_ascii_alphabetic() && c != '_')
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert!(words.len() < 40, "{line}");
+        assert!(words.iter().all(|w| w.len() < 24), "{line}");
+    }
+}
+
+/// `setfacl -m u:USER:r` shares one file with one user, and no one else;
+/// chmod moves the mask, and the ACL survives a remount.
+#[test]
+fn an_acl_grants_one_user_read_access_and_no_one_else() {
+    if !is_root() {
+        return;
+    }
+    let (a, b) = (User::get("lsmfs-sec-a"), User::get("lsmfs-sec-b"));
+    let mut m = root_mount(&["-o", "allow_other"]);
+    let f = m.path("f");
+    std::fs::write(&f, b"shared secret\n").unwrap();
+    chmod(&f, 0o600);
+    common::sh(&format!("setfacl -m u:{}:r {}", a.name, q(&f)), &m.mnt);
+    let acl = common::sh(&format!("getfacl -c {}", q(&f)), &m.mnt);
+    assert!(acl.contains(&format!("user:{}:r--", a.name)), "{acl}");
+    assert!(
+        acl.contains("mask::r--") && acl.contains("other::---"),
+        "{acl}"
+    );
+    assert_eq!(mode(&f), 0o640, "the group bits show the mask");
+    let reads = |u: &User| u.sh(&format!("cat {}", q(&f))).0 == 0;
+    assert!(reads(&a), "the ACL did not grant read");
+    assert!(!reads(&b), "the ACL granted read to everyone");
+    let ls = common::sh(&format!("ls -l {}", q(&f)), &m.mnt);
+    assert!(ls.starts_with("-rw-r-----+"), "{ls}");
+    // chmod 600 takes the mask to ---: the entry stays, but grants nothing.
+    chmod(&f, 0o600);
+    assert!(!reads(&a));
+    let acl = common::sh(&format!("getfacl -c {}", q(&f)), &m.mnt);
+    assert!(acl.contains("mask::---"), "{acl}");
+    chmod(&f, 0o640);
+    assert!(reads(&a));
+    m.remount();
+    chmod(m.tmp.path(), 0o755);
+    assert!(reads(&a) && !reads(&b), "the ACL did not survive a remount");
+    common::sh(&format!("setfacl -b {}", q(&f)), &m.mnt);
+    assert!(!reads(&a));
+    assert_eq!(mode(&f), 0o600);
+    // -o noacl: no ACL is stored that nobody would enforce.
+    m.set_args(&["--space-reserve-mb", "16", "-o", "allow_other,noacl"]);
+    m.remount();
+    let (code, _, err) = root_sh(&format!("setfacl -m u:{}:r {}", a.name, q(&f)));
+    assert_ne!(code, 0);
+    assert!(err.contains("Operation not supported"), "{err}");
+}
+
+/// A directory's default ACL is inherited by new files (masked by the
+/// mode asked for, the umask not applied) and by new directories.
+#[test]
+fn a_default_acl_is_inherited_by_new_files() {
+    if !is_root() {
+        return;
+    }
+    let (a, b) = (User::get("lsmfs-sec-a"), User::get("lsmfs-sec-b"));
+    let m = root_mount(&["-o", "allow_other"]);
+    let d = m.path("d");
+    std::fs::create_dir(&d).unwrap();
+    common::sh(
+        &format!("setfacl -d -m u:{}:rwx,o::- {}", a.name, q(&d)),
+        &m.mnt,
+    );
+    common::sh("umask 077; echo new > d/new; mkdir d/sub", &m.mnt);
+    let acl = common::sh("getfacl -c d/new", &m.mnt);
+    assert!(acl.contains(&format!("user:{}:rwx", a.name)), "{acl}");
+    assert!(acl.contains("mask::rw-"), "{acl}");
+    assert_eq!(
+        mode(&d.join("new")),
+        0o660,
+        "masked by 0666, not by the umask"
+    );
+    assert_eq!(a.ok(&format!("cat {}", q(&d.join("new")))), "new\n");
+    let (code, _, _) = b.sh(&format!("cat {}", q(&d.join("new"))));
+    assert_ne!(code, 0);
+    let sub = common::sh("getfacl -c -d d/sub", &m.mnt);
+    assert!(sub.contains(&format!("user:{}:rwx", a.name)), "{sub}");
+    a.ok(&format!("echo more > {}", q(&d.join("sub/by-a"))));
+    let acl = common::sh("getfacl -c d/sub/by-a", &m.mnt);
+    assert!(acl.contains(&format!("user:{}:rwx", a.name)), "{acl}");
+}
+
+/// The offline tools print the tree's names and contents only when asked
+/// (`--keys`, `--raw`); `compact` writes into a data directory only for
+/// its owner or root, and as root leaves the owner's files the owner's.
+#[test]
+fn offline_tools_show_contents_only_when_asked_and_write_only_for_the_owner() {
+    if !is_root() {
+        return;
+    }
+    let user = User::get("lsmfs-sec-a");
+    let mut m = root_mount(&["--memtable-size", "65536"]);
+    const MARK: &str = "qx9secretname";
+    // Enough to fill a few memtables (tables), then more for the WAL.
+    std::fs::write(m.path(MARK), format!("{MARK}\n").repeat(20000)).unwrap();
+    std::os::unix::fs::symlink(format!("target-{MARK}"), m.path("l")).unwrap();
+    m.unmount();
+    let data = m.data.clone();
+    // A file of that kind holding the mark (so that hiding it means something).
+    let ext = |e: &str| {
+        walk(&data)
+            .into_iter()
+            .find(|p| {
+                p.extension().is_some_and(|x| x == e)
+                    && std::fs::read(p)
+                        .is_ok_and(|d| d.windows(MARK.len()).any(|w| w == MARK.as_bytes()))
+            })
+            .unwrap_or_else(|| panic!("no .{e} holding the mark in {}", data.display()))
+    };
+    let (sst, wal) = (ext("sst"), ext("log"));
+    let run = |args: &[&OsStr]| {
+        let (code, out, err) = lsmfs(args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let marked = |t: &str| t.contains(MARK) || t.contains(&hex(MARK));
+    // The MANIFEST's key ranges (names at their ends) only with --keys.
+    let plain = run(&[os("inspect"), os("manifest"), data.as_os_str()]);
+    let keys = run(&[
+        os("inspect"),
+        os("manifest"),
+        data.as_os_str(),
+        os("--keys"),
+    ]);
+    assert!(plain.contains("+L0") && !plain.contains(" .. "), "{plain}");
+    assert!(keys.contains("[chunk ino="), "{keys}");
+    for (plain, keys) in [
+        (
+            run(&[os("inspect"), os("sst"), sst.as_os_str()]),
+            run(&[os("inspect"), os("sst"), sst.as_os_str(), os("--keys")]),
+        ),
+        (
+            run(&[os("inspect"), os("wal"), wal.as_os_str()]),
+            run(&[os("inspect"), os("wal"), wal.as_os_str(), os("--raw")]),
+        ),
+    ] {
+        assert!(!marked(&plain), "contents shown unasked:\n{plain}");
+        assert!(marked(&keys), "contents not shown when asked:\n{keys}");
+    }
+    for args in [
+        vec![os("check"), data.as_os_str()],
+        vec![os("stats"), data.as_os_str()],
+    ] {
+        let out = run(&args);
+        assert!(!marked(&out), "{out}");
+    }
+    // Someone the directory is opened to may not compact it.
+    chmod(&data, 0o777);
+    let before = walk(&data);
+    let (code, _, err) = user.sh(&format!("{} compact {}", q(&s_exe(&m)), q(&data)));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("only its owner or root"), "{err}");
+    assert_eq!(
+        walk(&data),
+        before,
+        "a refused compact changed the directory"
+    );
+    chmod(&data, 0o700);
+    // Root compacting a user's store leaves every file the user's.
+    common::sh(
+        &format!("chown -R {}:{} {}", user.uid, user.gid, q(&data)),
+        &m.mnt,
+    );
+    run(&[os("compact"), data.as_os_str()]);
+    for p in walk(&data) {
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!((md.uid(), mode(&p)), (user.uid, 0o600), "{}", p.display());
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A copy of the binary any user can run, next to a mount's scratch dir.
+fn s_exe(m: &common::Mounted) -> PathBuf {
+    let exe = m.tmp.path().join("lsmfs");
+    if !exe.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_lsmfs"), &exe).expect("copy lsmfs");
+        chmod(&exe, 0o755);
+    }
+    exe
+}

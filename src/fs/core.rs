@@ -100,6 +100,9 @@ pub struct FsCore {
     /// Open handles per inode (files and directories).
     open: Mutex<HashMap<u64, u32>>,
     cache: AttrCache,
+    /// POSIX ACLs are stored and kept in step with the mode (the kernel
+    /// enforces them: FUSE_POSIX_ACL was granted at init).
+    acls: std::sync::atomic::AtomicBool,
 }
 
 /// Held stripes of the lock table; released on drop.
@@ -174,6 +177,16 @@ impl std::fmt::Display for OpenError {
 }
 
 impl FsCore {
+    /// Whether POSIX ACLs are on (see `acl`).
+    pub fn acls(&self) -> bool {
+        self.acls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turn POSIX ACLs on: only when the kernel enforces them.
+    pub fn set_acls(&self, on: bool) {
+        self.acls.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Format an empty store or check an existing one, then finish any
     /// reclaim a crash interrupted (unless read-only).
     pub fn open(
@@ -233,6 +246,7 @@ impl FsCore {
             alloc: Mutex::new(Alloc { next: hwm, hwm }),
             open: Mutex::new(HashMap::new()),
             cache: AttrCache::new(CACHE_BYTES),
+            acls: std::sync::atomic::AtomicBool::new(false),
         };
         if !read_only {
             core.recover()?;
@@ -819,7 +833,7 @@ mod tests {
         let a2 = f.lookup(e2.ino, b"a").unwrap();
         assert_eq!(a2.nlink, 2);
         assert_eq!(f.read(a2.ino, 0, 100).unwrap(), b"small");
-        assert_eq!(f.getxattr(a2.ino, b"user.x").unwrap(), b"1");
+        assert_eq!(f.getxattr(U, a2.ino, b"user.x").unwrap(), b"1");
         assert_eq!(
             f.readlink(f.lookup(ROOT_INO, b"sym").unwrap().ino).unwrap(),
             b"d/e/a"

@@ -60,6 +60,7 @@ impl FsCore {
                 return Err(libc::EPERM);
             }
             a.mode = (a.mode & libc::S_IFMT) | (m & 0o7777);
+            self.chmod_acl(&a, &mut b)?;
         }
         if s.uid.is_some() || s.gid.is_some() {
             if let Some(u) = s.uid {

@@ -225,11 +225,21 @@ impl fuser::Filesystem for FuseFs {
         if self.config.writeback_cache {
             caps |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
+        // POSIX ACLs: the kernel enforces them (under default_permissions)
+        // and we store them and keep them in step with the mode; with
+        // DONT_MASK the umask comes to us, to apply only where no default
+        // ACL replaces it.
+        if !self.config.no_acl {
+            caps |= InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        }
+        let mut acl = !self.config.no_acl;
         for flag in caps.iter() {
             if config.add_capabilities(flag).is_err() {
                 log::debug!("kernel does not offer {flag:?}");
+                acl &= flag != InitFlags::FUSE_POSIX_ACL && flag != InitFlags::FUSE_DONT_MASK;
             }
         }
+        self.core.set_acls(acl);
         // Without the writeback cache a cached write is cut at every page
         // the cache does not hold whole: tar's 10 KiB records arrive as two
         // requests. A write-only descriptor cannot be read or mmap'd, so its
@@ -239,10 +249,11 @@ impl fuser::Filesystem for FuseFs {
         let abi = config.kernel_abi();
         self.direct_writes = !self.config.writeback_cache && (abi.0, abi.1) >= (7, 39);
         log::info!(
-            "kernel FUSE {}.{}; write-only opens direct: {}",
+            "kernel FUSE {}.{}; write-only opens direct: {}; POSIX ACLs: {}",
             abi.0,
             abi.1,
-            self.direct_writes
+            self.direct_writes,
+            acl
         );
         Ok(())
     }
@@ -323,10 +334,15 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         self.requests.count(Req::Mknod);
-        let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
-        let r = self
-            .core
-            .mknod(caller(req), parent.0, name.as_bytes(), mode, rdev, None);
+        let r = self.core.mknod_umask(
+            caller(req),
+            parent.0,
+            name.as_bytes(),
+            mode,
+            umask,
+            rdev,
+            None,
+        );
         self.reply_entry(r, reply);
     }
 
@@ -340,9 +356,10 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         self.requests.count(Req::Mkdir);
+        let mode = libc::S_IFDIR | (mode & 0o7777);
         let r = self
             .core
-            .mkdir(caller(req), parent.0, name.as_bytes(), mode & !umask);
+            .mknod_umask(caller(req), parent.0, name.as_bytes(), mode, umask, 0, None);
         self.reply_entry(r, reply);
     }
 
@@ -740,12 +757,12 @@ impl fuser::Filesystem for FuseFs {
         );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.requests.count(Req::Getxattr);
         if ino.0 == STATS_INO {
             return reply.error(Errno::ENODATA);
         }
-        match self.core.getxattr(ino.0, name.as_bytes()) {
+        match self.core.getxattr(caller(req), ino.0, name.as_bytes()) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -753,12 +770,12 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.requests.count(Req::Listxattr);
         let r = if ino.0 == STATS_INO {
             Ok(Vec::new())
         } else {
-            self.core.listxattr(ino.0)
+            self.core.listxattr(caller(req), ino.0)
         };
         match r {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
@@ -768,9 +785,12 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.requests.count(Req::Removexattr);
-        Self::reply_empty(self.core.removexattr(ino.0, name.as_bytes()), reply);
+        Self::reply_empty(
+            self.core.removexattr(caller(req), ino.0, name.as_bytes()),
+            reply,
+        );
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -792,7 +812,6 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         self.requests.count(Req::Create);
-        let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
         let mode = if mode & libc::S_IFMT == 0 {
             mode | libc::S_IFREG
         } else {
@@ -800,7 +819,7 @@ impl fuser::Filesystem for FuseFs {
         };
         match self
             .core
-            .mknod(caller(req), parent.0, name.as_bytes(), mode, 0, None)
+            .mknod_umask(caller(req), parent.0, name.as_bytes(), mode, umask, 0, None)
         {
             Ok(a) => match self.core.open_file(a.ino) {
                 Ok(_) => reply.created(

@@ -9,6 +9,7 @@
 //! | `namespace` | entries: lookup, create, link, unlink, rmdir, rename, readdir |
 //! | `data` | contents and attributes: read, write, setattr, fallocate, lseek |
 //! | `xattr` | extended attributes |
+//! | `acl` | POSIX ACLs: their xattr format, mode ⇄ ACL, inheritance |
 //! | `space` | the free-space reserve: ENOSPC before the disk is really full |
 //! | `fuse` | the thin `fuser::Filesystem` translation |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
@@ -24,11 +25,11 @@
 //! Known limits, by choice: an inode lives while it has a name or an open
 //! handle, not while the kernel merely references it (a removed directory
 //! that is only some process's cwd goes at once); reads do not update
-//! atime (as `noatime`); there are no POSIX ACLs (system.* xattrs are
-//! refused). `st_blocks` counts a file's stored 4 KiB chunks, so holes
+//! atime (as `noatime`). `st_blocks` counts a file's stored 4 KiB chunks, so holes
 //! take none (after a truncate that defers its deletions, it may count
 //! chunks still being deleted).
 
+pub mod acl;
 mod cache;
 pub mod core;
 pub mod data;
@@ -60,4 +61,6 @@ pub struct FsConfig {
     /// Bytes kept free on that filesystem for flushes and compactions:
     /// operations that add data fail with ENOSPC below it (see `space`).
     pub space_reserve: u64,
+    /// No POSIX ACLs (`-o noacl`): system.posix_acl_* xattrs are refused.
+    pub no_acl: bool,
 }

@@ -80,7 +80,8 @@ pub struct MountArgs {
     #[arg(long)]
     pub strict_perms: bool,
     /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
-    /// nosuid, noexec, writeback_cache (weakens the kill -9 guarantee), or
+    /// nosuid, noexec, noacl (no POSIX ACLs), writeback_cache (weakens the
+    /// kill -9 guarantee), or
     /// any other option the kernel's FUSE understands (e.g. max_read=N).
     /// default_permissions is always on.
     #[arg(short = 'o')]
@@ -370,6 +371,7 @@ struct Parsed {
     acl: fuser::SessionACL,
     read_only: bool,
     writeback_cache: bool,
+    no_acl: bool,
 }
 
 impl Parsed {
@@ -407,6 +409,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
         acl: fuser::SessionACL::Owner,
         read_only: false,
         writeback_cache: false,
+        no_acl: false,
     };
     let flag = |p: &mut Parsed, set: libc::c_ulong, clear: libc::c_ulong, o: MountOption| {
         p.flags = (p.flags | set) & !clear;
@@ -423,6 +426,8 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
                 flag(&mut p, libc::MS_RDONLY, 0, MountOption::RO);
             }
             "writeback_cache" => p.writeback_cache = true,
+            "acl" => p.no_acl = false,
+            "noacl" => p.no_acl = true,
             "noatime" => flag(&mut p, libc::MS_NOATIME, 0, MountOption::NoAtime),
             "atime" => flag(&mut p, 0, libc::MS_NOATIME, MountOption::Atime),
             "nodev" => flag(&mut p, libc::MS_NODEV, 0, MountOption::NoDev),
@@ -709,6 +714,7 @@ fn serve(
         sync_always: args.sync == "always",
         writeback_cache: parsed.writeback_cache,
         read_only: parsed.read_only,
+        no_acl: parsed.no_acl,
         statfs_path: Some(args.data_dir.clone()),
         space_reserve: args
             .space_reserve_mb

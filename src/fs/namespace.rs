@@ -92,6 +92,22 @@ impl FsCore {
         rdev: u32,
         symlink_target: Option<&[u8]>,
     ) -> FsResult<Attr> {
+        self.mknod_umask(c, parent, name, mode, 0, rdev, symlink_target)
+    }
+
+    /// mknod with the caller's `umask`, applied here: a directory's default
+    /// ACL replaces it (see `acl`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod_umask(
+        &self,
+        c: Caller,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        symlink_target: Option<&[u8]>,
+    ) -> FsResult<Attr> {
         check_name(name)?;
         self.writable()?;
         self.room_for(NEW_ENTRY_BYTES + symlink_target.map_or(0, |t| t.len() as u64))?;
@@ -152,6 +168,7 @@ impl FsCore {
             }
             _ => {}
         }
+        self.inherit_acls(&p, &mut a, umask, &mut b)?;
         touch(&mut p, t);
         Self::put_attr(&mut b, &a);
         Self::put_attr(&mut b, &p);

@@ -4,6 +4,11 @@
 //! dropped. It needs the data directory's lock, so it runs while the
 //! filesystem is not mounted (a mounted store compacts itself in the
 //! background).
+//!
+//! It writes into the data directory, so only its owner or root may run
+//! it: anyone else (a member of a group the directory was opened to, say)
+//! would leave tables owned by them, which the owner's daemon cannot read.
+//! As root, new files go to the directory's owner (see `posix_env`).
 
 use crate::engine::{Db, Options};
 use std::io::IsTerminal;
@@ -16,11 +21,31 @@ pub struct CompactArgs {
     pub path: PathBuf,
 }
 
+/// Whether the caller may write into data directory `dir`.
+pub fn owner_or_root(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 || md.uid() == euid {
+        return Ok(());
+    }
+    Err(format!(
+        "{} belongs to uid {}: only its owner or root may write into it",
+        dir.display(),
+        md.uid()
+    ))
+}
+
 pub fn run(args: CompactArgs) -> i32 {
     let opts = Options {
         create_if_missing: false,
         ..Default::default()
     };
+    if let Err(msg) = owner_or_root(&args.path) {
+        eprintln!("lsmfs compact: {msg}");
+        return 2;
+    }
     if !args.path.join("CURRENT").exists() {
         eprintln!(
             "lsmfs compact: {} holds no lsmfs store",

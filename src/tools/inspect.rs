@@ -1,8 +1,14 @@
 //! `lsmfs inspect`: show what the MANIFEST, a WAL or an SSTable holds.
 //!
 //! Read-only: the MANIFEST is replayed by the same code recovery uses, but
-//! nothing is written. Keys are printed decoded in filesystem terms (see
-//! `fs::schema::describe_key`) unless `--raw` asks for hex.
+//! nothing is written.
+//!
+//! The store holds the tree's names, symlink targets, xattrs and data in
+//! the clear, so by default only its structure is printed (files, sizes,
+//! sequence numbers, counts); keys — decoded in filesystem terms, see
+//! `fs::schema::describe_key` — only with `--keys`, and keys and values in
+//! hex only with `--raw`. `inspect path` prints the entries along the path
+//! it is given.
 
 use crate::engine::dbformat::parse_internal_key;
 use crate::engine::env::Env;
@@ -11,7 +17,7 @@ use crate::engine::iterator::InternalIterator;
 use crate::engine::log_reader::LogReader;
 use crate::engine::posix_env::PosixEnv;
 use crate::engine::sstable::Table;
-use crate::engine::version_edit::VersionEdit;
+use crate::engine::version_edit::{FileMetaData, VersionEdit};
 use crate::engine::version_set::VersionSet;
 use crate::engine::write_batch::{BatchEntry, WriteBatch};
 use crate::engine::Options;
@@ -23,21 +29,30 @@ pub enum InspectCmd {
     Manifest {
         /// Data directory (or a MANIFEST file).
         path: PathBuf,
+        /// Also show each table's key range (names in the tree).
+        #[arg(long)]
+        keys: bool,
+        /// Key ranges in hex.
         #[arg(long)]
         raw: bool,
     },
     /// Blocks, index, filter and properties of one SSTable.
     Sst {
         file: PathBuf,
-        /// Also list every entry.
+        /// Also list every entry, and each block's last key.
         #[arg(long)]
         keys: bool,
+        /// Keys and values in hex (implies --keys).
         #[arg(long)]
         raw: bool,
     },
     /// Every record (write batch) of a WAL with its sequence numbers.
     Wal {
         file: PathBuf,
+        /// Also list each record's entries.
+        #[arg(long)]
+        keys: bool,
+        /// Keys and values in hex (implies --keys).
         #[arg(long)]
         raw: bool,
     },
@@ -52,9 +67,9 @@ pub enum InspectCmd {
 
 pub fn run(cmd: InspectCmd) -> i32 {
     let r = match cmd {
-        InspectCmd::Manifest { path, raw } => manifest(&path, raw),
-        InspectCmd::Sst { file, keys, raw } => sst(&file, keys, raw),
-        InspectCmd::Wal { file, raw } => wal(&file, raw),
+        InspectCmd::Manifest { path, keys, raw } => manifest(&path, shown(keys, raw)),
+        InspectCmd::Sst { file, keys, raw } => sst(&file, shown(keys, raw)),
+        InspectCmd::Wal { file, keys, raw } => wal(&file, shown(keys, raw)),
         InspectCmd::Path { dir, path, raw } => crate::fs::fsck::inspect_path(&dir, &path, raw),
     };
     match r {
@@ -63,6 +78,25 @@ pub fn run(cmd: InspectCmd) -> i32 {
             eprintln!("lsmfs inspect: {e}");
             2
         }
+    }
+}
+
+/// How much of the store's contents to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// Structure only.
+    Nothing,
+    /// Keys decoded (names, symlink targets; values by size).
+    Keys,
+    /// Keys and values in hex.
+    Raw,
+}
+
+fn shown(keys: bool, raw: bool) -> Shown {
+    match (keys, raw) {
+        (_, true) => Shown::Raw,
+        (true, false) => Shown::Keys,
+        _ => Shown::Nothing,
     }
 }
 
@@ -98,7 +132,7 @@ fn describe_internal(ikey: &[u8], value: &[u8], raw: bool) -> String {
     }
 }
 
-fn manifest(path: &Path, raw: bool) -> Result<(), String> {
+fn manifest(path: &Path, shown: Shown) -> Result<(), String> {
     let env = PosixEnv::new();
     let (dir, file) = if path.is_dir() {
         let cur = current_file_name(path);
@@ -117,7 +151,7 @@ fn manifest(path: &Path, raw: bool) -> Result<(), String> {
             Ok(Some(rec)) => {
                 let off = reader.last_record_offset();
                 match VersionEdit::decode(&rec) {
-                    Ok(e) => println!("edit {n:<4} @{off:<8} {}", format_edit(&e, raw)),
+                    Ok(e) => println!("edit {n:<4} @{off:<8} {}", format_edit(&e, shown)),
                     Err(m) => println!("edit {n:<4} @{off:<8} <undecodable: {m}>"),
                 }
                 n += 1;
@@ -153,11 +187,7 @@ fn manifest(path: &Path, raw: bool) -> Result<(), String> {
             v.level_bytes(level)
         );
         for f in files {
-            let (s, l) = (key_brief(&f.smallest, raw), key_brief(&f.largest, raw));
-            println!(
-                "  #{:<6} {:>10} bytes {:>8} entries  seq {}..{}  [{s} .. {l}]",
-                f.number, f.file_size, f.num_entries, f.smallest_seq, f.largest_seq
-            );
+            println!("  {}", table_brief(f, shown, true));
         }
     }
     if v.total_files() == 0 {
@@ -166,8 +196,8 @@ fn manifest(path: &Path, raw: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// An edit on one line, keys decoded in filesystem terms.
-fn format_edit(e: &VersionEdit, raw: bool) -> String {
+/// An edit on one line.
+fn format_edit(e: &VersionEdit, shown: Shown) -> String {
     let mut parts = Vec::new();
     for (name, v) in [
         ("log", e.log_number),
@@ -182,16 +212,7 @@ fn format_edit(e: &VersionEdit, raw: bool) -> String {
         parts.push(format!("-L{level} #{n}"));
     }
     for (level, f) in &e.new_files {
-        parts.push(format!(
-            "+L{level} #{} {} bytes {} entries seq {}..{} [{} .. {}]",
-            f.number,
-            f.file_size,
-            f.num_entries,
-            f.smallest_seq,
-            f.largest_seq,
-            key_brief(&f.smallest, raw),
-            key_brief(&f.largest, raw)
-        ));
+        parts.push(format!("+L{level} {}", table_brief(f, shown, false)));
     }
     if parts.is_empty() {
         parts.push("(compaction pointers only)".into());
@@ -199,15 +220,39 @@ fn format_edit(e: &VersionEdit, raw: bool) -> String {
     parts.join("  ")
 }
 
-fn key_brief(ikey: &[u8], raw: bool) -> String {
-    match parse_internal_key(ikey) {
-        Some(p) if raw => hex(p.user_key),
-        Some(p) => crate::fs::schema::describe_key(p.user_key, None),
-        None => hex(ikey),
+/// A key without its value, as `shown` allows ("" for nothing).
+fn key_brief(ikey: &[u8], shown: Shown) -> String {
+    match (parse_internal_key(ikey), shown) {
+        (_, Shown::Nothing) => String::new(),
+        (Some(p), Shown::Keys) => crate::fs::schema::describe_key(p.user_key, None),
+        (Some(p), Shown::Raw) => hex(p.user_key),
+        (None, _) => hex(ikey),
     }
 }
 
-fn sst(file: &Path, keys: bool, raw: bool) -> Result<(), String> {
+/// A table's number, size, entries and sequences (in columns if `wide`),
+/// and its key range when keys are shown.
+fn table_brief(f: &FileMetaData, shown: Shown, wide: bool) -> String {
+    let (wn, wb, we, gap) = if wide {
+        (6, 10, 8, "  ")
+    } else {
+        (0, 0, 0, " ")
+    };
+    let range = match shown {
+        Shown::Nothing => String::new(),
+        _ => format!(
+            "{gap}[{} .. {}]",
+            key_brief(&f.smallest, shown),
+            key_brief(&f.largest, shown)
+        ),
+    };
+    format!(
+        "#{:<wn$} {:>wb$} bytes {:>we$} entries{gap}seq {}..{}{range}",
+        f.number, f.file_size, f.num_entries, f.smallest_seq, f.largest_seq
+    )
+}
+
+fn sst(file: &Path, shown: Shown) -> Result<(), String> {
     let env = PosixEnv::new();
     let size = env.file_size(file).map_err(|e| e.to_string())?;
     let f = env.open_random_access(file).map_err(|e| e.to_string())?;
@@ -222,7 +267,11 @@ fn sst(file: &Path, keys: bool, raw: bool) -> Result<(), String> {
     println!("  bloom filter:  {} bytes", p.filter_bytes);
     println!("  index:         {} bytes", p.index_bytes);
     println!("  range dels:    {}", p.num_range_deletions);
+    let raw = shown == Shown::Raw;
     for t in table.range_deletions().tombstones() {
+        if shown == Shown::Nothing {
+            break;
+        }
         println!(
             "    seq {:<8} [{}, {})",
             t.seq,
@@ -232,21 +281,17 @@ fn sst(file: &Path, keys: bool, raw: bool) -> Result<(), String> {
     }
     println!("index:");
     for (k, h) in table.index_entries().map_err(|e| e.to_string())? {
-        println!(
-            "  block @{:<8} {:>6} bytes  last key {}",
-            h.offset,
-            h.size,
-            match parse_internal_key(&k) {
-                Some(p) if !raw => crate::fs::schema::describe_key(p.user_key, None),
-                _ => hex(&k),
-            }
-        );
+        let last = match shown {
+            Shown::Nothing => String::new(),
+            _ => format!("  last key {}", key_brief(&k, shown)),
+        };
+        println!("  block @{:<8} {:>6} bytes{last}", h.offset, h.size);
     }
     match table.verify() {
         Ok(()) => println!("checksums: all blocks OK"),
         Err(e) => println!("checksums: {e}"),
     }
-    if keys {
+    if shown != Shown::Nothing {
         println!("entries:");
         let mut it = table.iter();
         it.seek_to_first();
@@ -261,7 +306,8 @@ fn sst(file: &Path, keys: bool, raw: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn wal(file: &Path, raw: bool) -> Result<(), String> {
+fn wal(file: &Path, shown: Shown) -> Result<(), String> {
+    let raw = shown == Shown::Raw;
     let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     println!("WAL {} ({} bytes)", file.display(), data.len());
     let mut reader = LogReader::new(file.to_path_buf(), data);
@@ -284,7 +330,7 @@ fn wal(file: &Path, raw: bool) -> Result<(), String> {
                     (seq + n).saturating_sub(1),
                     batch.approximate_size()
                 );
-                for e in batch.iter() {
+                for e in batch.iter().filter(|_| shown != Shown::Nothing) {
                     match e {
                         Ok(BatchEntry::Put(k, v)) => {
                             println!("  put {}", describe(k, Some(v), raw))
