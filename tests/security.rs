@@ -407,14 +407,47 @@ fn an_unprivileged_user_mounts_and_unmounts_through_fusermount3() {
         assert_eq!(md.uid(), user.uid, "{}", p.display());
     }
     assert_eq!(mode(&data), 0o700);
-    user.ok(&mount);
+    let pid = daemon_pid(&user.ok(&mount));
     assert_eq!(user.ok(&format!("cat {}/f", q(&mnt))), "hello\n");
     let (code, _, _) = user.sh(&format!("test -d {}/dir", q(&mnt)));
     assert_eq!(code, 0);
-    user.ok(&format!("fusermount3 -u {}", q(&mnt)));
+    // kill -9 of the user's daemon leaves a stale mount, which the user's
+    // next mount detaches (fusermount3 -u -z: umount(8) is root's).
+    user.ok(&format!("echo acked > {}/g", q(&mnt)));
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let pid = daemon_pid(&user.ok(&mount));
+    assert_eq!(user.ok(&format!("cat {}/g", q(&mnt))), "acked\n");
+    // SIGTERM: the daemon unmounts itself, through fusermount3.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_unmounted(&mnt, &data);
     let (code, out, _) = lsmfs(&[os("check"), data.as_os_str()]);
     assert_eq!(code, 0, "{out}");
+    // allow_other needs user_allow_other in /etc/fuse.conf (not set here):
+    // refused before anything is created.
+    let conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    if !conf.lines().any(|l| l.trim() == "user_allow_other") {
+        let fresh = home.join("d2");
+        let (code, _, err) = user.sh(&format!(
+            "{} mount {} {} --daemon -o allow_other",
+            q(&s.exe),
+            q(&fresh),
+            q(&mnt)
+        ));
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("user_allow_other"), "{err}");
+        assert!(!fresh.exists() && !lsmfs_mounted(&mnt));
+    }
+}
+
+/// The daemon's pid from `mount --daemon`'s line.
+fn daemon_pid(out: &str) -> i32 {
+    out.split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {out:?}"))
 }
 
 /// fusermount3 never lets a user mount over a directory they may not
