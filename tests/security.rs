@@ -377,8 +377,9 @@ fn an_unprivileged_user_mounts_and_unmounts_through_fusermount3() {
     let (data, mnt) = (home.join("d"), home.join("m"));
     user.ok(&format!("mkdir {}", q(&mnt)));
     let _guard = UnmountGuard(mnt.clone());
+    // suid,dev asked for, and refused by fusermount3 for a user.
     let mount = format!(
-        "{} mount {} {} --daemon --space-reserve-mb 16",
+        "{} mount {} {} --daemon --space-reserve-mb 16 -o suid,dev",
         q(&s.exe),
         q(&data),
         q(&mnt)
