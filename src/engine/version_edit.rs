@@ -16,10 +16,13 @@
 //! Tags 1–6 and 9 mean what they mean in LevelDB; new files carry their
 //! sequence range and entry count too (tag 20), so `inspect` and `check`
 //! can show and verify them without opening the table. An unknown tag is an
-//! error: guessing at a MANIFEST we do not understand could lose data.
+//! error: guessing at a MANIFEST we do not understand could lose data. So is
+//! a number no writer could have produced: a file number at or past
+//! `MAX_FILE_NUMBER`, or a sequence past `MAX_SEQUENCE` (the counters are
+//! incremented from these, and must not overflow).
 
 use super::coding::{put_length_prefixed, put_varint32, put_varint64, Decoder};
-use super::dbformat::parse_internal_key;
+use super::dbformat::{parse_internal_key, MAX_SEQUENCE};
 use super::options::NUM_LEVELS;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -32,6 +35,9 @@ const TAG_COMPACT_POINTER: u32 = 5;
 const TAG_DELETED_FILE: u32 = 6;
 const TAG_PREV_LOG_NUMBER: u32 = 9;
 const TAG_NEW_FILE: u32 = 20;
+
+/// File numbers (and the next-file counter) stay below this.
+pub const MAX_FILE_NUMBER: u64 = 1 << 62;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileMetaData {
@@ -116,15 +122,35 @@ impl VersionEdit {
                 .varint32()
                 .ok_or_else(|| format!("bad tag at byte {at} of edit"))?;
             let bad = || format!("truncated field (tag {tag}) at byte {at} of edit");
+            let number = |n: u64| {
+                if n < MAX_FILE_NUMBER {
+                    Ok(n)
+                } else {
+                    Err(format!(
+                        "file number {n} out of range (tag {tag}) at byte {at} of edit"
+                    ))
+                }
+            };
+            let seq = |n: u64| {
+                if n <= MAX_SEQUENCE {
+                    Ok(n)
+                } else {
+                    Err(format!(
+                        "sequence {n} out of range (tag {tag}) at byte {at} of edit"
+                    ))
+                }
+            };
             match tag {
                 TAG_COMPARATOR => {
                     let s = d.length_prefixed().ok_or_else(bad)?;
                     e.comparator = Some(String::from_utf8_lossy(s).into_owned());
                 }
-                TAG_LOG_NUMBER => e.log_number = Some(d.varint64().ok_or_else(bad)?),
-                TAG_PREV_LOG_NUMBER => e.prev_log_number = Some(d.varint64().ok_or_else(bad)?),
-                TAG_NEXT_FILE => e.next_file_number = Some(d.varint64().ok_or_else(bad)?),
-                TAG_LAST_SEQUENCE => e.last_sequence = Some(d.varint64().ok_or_else(bad)?),
+                TAG_LOG_NUMBER => e.log_number = Some(number(d.varint64().ok_or_else(bad)?)?),
+                TAG_PREV_LOG_NUMBER => {
+                    e.prev_log_number = Some(number(d.varint64().ok_or_else(bad)?)?)
+                }
+                TAG_NEXT_FILE => e.next_file_number = Some(number(d.varint64().ok_or_else(bad)?)?),
+                TAG_LAST_SEQUENCE => e.last_sequence = Some(seq(d.varint64().ok_or_else(bad)?)?),
                 TAG_COMPACT_POINTER => {
                     let level = level(d.varint32().ok_or_else(bad)?)?;
                     let key = d.length_prefixed().ok_or_else(bad)?;
@@ -132,7 +158,7 @@ impl VersionEdit {
                 }
                 TAG_DELETED_FILE => {
                     let level = level(d.varint32().ok_or_else(bad)?)?;
-                    let n = d.varint64().ok_or_else(bad)?;
+                    let n = number(d.varint64().ok_or_else(bad)?)?;
                     e.deleted_files.insert((level, n));
                 }
                 TAG_NEW_FILE => {
@@ -149,6 +175,9 @@ impl VersionEdit {
                         })
                     })()
                     .ok_or_else(bad)?;
+                    number(f.number)?;
+                    seq(f.smallest_seq)?;
+                    seq(f.largest_seq)?;
                     e.new_files.push((level, f));
                 }
                 t => return Err(format!("unknown tag {t} at byte {at} of edit")),

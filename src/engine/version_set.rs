@@ -100,7 +100,7 @@ impl VersionSet {
     /// Make sure a later allocation never returns `n` or below.
     pub fn mark_file_number_used(&mut self, n: u64) {
         if self.next_file_number <= n {
-            self.next_file_number = n + 1;
+            self.next_file_number = n.saturating_add(1);
         }
     }
 

@@ -16,7 +16,7 @@
 //! and replays as before.
 
 use super::coding::{put_length_prefixed, Decoder};
-use super::dbformat::ValueType;
+use super::dbformat::{ValueType, MAX_SEQUENCE};
 use super::memtable::MemTable;
 use super::range_del::RangeTombstone;
 
@@ -130,9 +130,22 @@ impl WriteBatch {
 
     /// Insert every entry into `mem` with consecutive sequence numbers;
     /// checks the record count against the header.
+    /// Sequence numbers past `MAX_SEQUENCE` (which would not fit an
+    /// internal key) are an error, as is a count the record cannot hold.
     pub fn insert_into(&self, mem: &MemTable) -> Result<(), String> {
+        let last = self.sequence().checked_add(self.count() as u64);
+        if last.is_none_or(|l| l > MAX_SEQUENCE) {
+            return Err(format!(
+                "write batch sequence {} + {} entries is past the largest sequence number",
+                self.sequence(),
+                self.count()
+            ));
+        }
         let mut n = 0u32;
-        let mut entries = Vec::with_capacity(self.count() as usize);
+        // An entry takes at least 2 bytes: a damaged count must not size
+        // the allocation.
+        let cap = (self.count() as usize).min((self.rep.len() - HEADER) / 2);
+        let mut entries = Vec::with_capacity(cap);
         let mut ranges = Vec::new();
         for (seq, e) in (self.sequence()..).zip(self.iter()) {
             match e? {

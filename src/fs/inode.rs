@@ -92,7 +92,8 @@ impl Attr {
     /// holes take none), else the size.
     pub fn blocks(&self) -> u64 {
         if self.kind == KIND_FILE && self.inline.is_none() {
-            self.chunks * (CHUNK_SIZE / 512)
+            // Saturating: a damaged record must not overflow a stat.
+            self.chunks.saturating_mul(CHUNK_SIZE / 512)
         } else {
             self.size.div_ceil(512)
         }

@@ -47,7 +47,7 @@ fn sticky_ok(c: Caller, dir: &Attr, victim: &Attr) -> bool {
 fn move_dir(a: &mut Attr, dirs: &mut [Attr], from: usize, to: usize, p: u64) {
     if a.is_dir() && from != to {
         dirs[from].nlink = dirs[from].nlink.saturating_sub(1);
-        dirs[to].nlink += 1;
+        dirs[to].nlink = dirs[to].nlink.saturating_add(1);
         a.parent = p;
     }
 }
@@ -156,6 +156,10 @@ impl FsCore {
         };
         match kind {
             KIND_DIR => {
+                // Only a damaged record gets here: no store holds 2^32 dirs.
+                if p.nlink == u32::MAX {
+                    return Err(libc::EMLINK);
+                }
                 a.nlink = 2;
                 a.parent = parent;
                 p.nlink += 1;
