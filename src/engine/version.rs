@@ -2,8 +2,9 @@
 //!
 //! Readers take an `Arc<Version>` and keep using it while flushes and
 //! compactions install newer ones, so a read never waits for background
-//! work. Level 0 files may overlap each other (they are flushed memtables)
-//! and are searched newest first; files of level 1 and deeper are disjoint
+//! work. Level 0 files may overlap each other (they are flushed memtables,
+//! or tables `repair` found) and a lookup takes the highest sequence among
+//! them; files of level 1 and deeper are disjoint
 //! and sorted by key, so one binary search finds the only candidate.
 //!
 //! A file stays on disk while any Version that names it is alive (see
@@ -61,21 +62,46 @@ impl Version {
     /// an entry older than it counts as deleted.
     pub fn get(&self, tables: &TableCache, lookup: &[u8], cover: &mut u64) -> Result<TableGet> {
         let ukey = user_key(lookup);
-        // Level 0: every file whose range holds the key, newest first.
-        for f in self.files[0].iter().rev() {
-            if user_key(&f.smallest) <= ukey && ukey <= user_key(&f.largest) {
-                if let Some(r) = probe(tables, f, lookup, ukey, cover)? {
-                    return Ok(r);
+        // An entry older than the newest range deletion over it is deleted.
+        let visible = |(seq, r): (u64, TableGet), cover: u64| {
+            if seq < cover {
+                TableGet::Deleted
+            } else {
+                r
+            }
+        };
+        // Level 0: the files whose range holds the key may overlap, so the
+        // newest entry is the one with the highest sequence. Flushed files
+        // are newest-first by number too, but files placed in L0 by
+        // `repair` need not be: visit them by largest sequence and stop
+        // once no file left can hold a newer entry (or range deletion)
+        // than the entry found.
+        let mut l0: Vec<&Arc<FileMetaData>> = self.files[0]
+            .iter()
+            .filter(|f| user_key(&f.smallest) <= ukey && ukey <= user_key(&f.largest))
+            .collect();
+        l0.sort_by_key(|f| std::cmp::Reverse((f.largest_seq, f.number)));
+        let mut best: Option<(u64, TableGet)> = None;
+        for f in l0 {
+            if best.as_ref().is_some_and(|(seq, _)| f.largest_seq < *seq) {
+                break;
+            }
+            if let Some((seq, r)) = probe(tables, f, lookup, ukey, cover)? {
+                if best.as_ref().is_none_or(|(s, _)| seq > *s) {
+                    best = Some((seq, r));
                 }
             }
+        }
+        if let Some(b) = best {
+            return Ok(visible(b, *cover));
         }
         for level in 1..NUM_LEVELS {
             let files = &self.files[level];
             let idx = find_file(files, lookup);
             if let Some(f) = files.get(idx) {
                 if user_key(&f.smallest) <= ukey {
-                    if let Some(r) = probe(tables, f, lookup, ukey, cover)? {
-                        return Ok(r);
+                    if let Some(b) = probe(tables, f, lookup, ukey, cover)? {
+                        return Ok(visible(b, *cover));
                     }
                 }
             }
@@ -211,13 +237,15 @@ pub fn find_file(files: &[Arc<FileMetaData>], ikey: &[u8]) -> usize {
     files.partition_point(|f| compare_internal(&f.largest, ikey) == Ordering::Less)
 }
 
+/// The entry for `ukey` visible at `lookup` in `f`, with its sequence;
+/// raises `cover` to the newest of `f`'s range deletions over the key.
 fn probe(
     tables: &TableCache,
     f: &FileMetaData,
     lookup: &[u8],
     ukey: &[u8],
     cover: &mut u64,
-) -> Result<Option<TableGet>> {
+) -> Result<Option<(u64, TableGet)>> {
     let table = tables.get_table(f.number, f.file_size)?;
     let read_seq = parse_internal_key(lookup).map_or(u64::MAX, |p| p.sequence);
     *cover = (*cover).max(table.range_deletions().max_covering(ukey, read_seq));
@@ -229,13 +257,11 @@ fn probe(
             if parsed.user_key != ukey {
                 return Ok(None);
             }
-            if parsed.sequence < *cover {
-                return Ok(Some(TableGet::Deleted));
-            }
-            Ok(Some(match parsed.value_type {
+            let r = match parsed.value_type {
                 ValueType::Value => TableGet::Found(value),
                 ValueType::Deletion | ValueType::RangeDeletion => TableGet::Deleted,
-            }))
+            };
+            Ok(Some((parsed.sequence, r)))
         }
         None => Ok(None),
     }
