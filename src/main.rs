@@ -26,6 +26,9 @@ enum Cmd {
     Stats(lsmfs::tools::stats::StatsArgs),
     /// Run a full compaction.
     Compact(lsmfs::tools::compact::CompactArgs),
+    /// Rebuild a lost or damaged MANIFEST from the tables and WALs present:
+    /// exit 0 nothing lost, 1 some data unreadable, 2 could not run.
+    Repair(lsmfs::tools::repair::RepairArgs),
     /// Engine benchmark with db_bench's flags and output format.
     Bench(lsmfs::bench::BenchArgs),
 }
@@ -39,6 +42,7 @@ fn main() {
         Cmd::Inspect(a) => lsmfs::tools::inspect::run(a),
         Cmd::Stats(a) => lsmfs::tools::stats::run(a),
         Cmd::Compact(a) => lsmfs::tools::compact::run(a),
+        Cmd::Repair(a) => lsmfs::tools::repair::run(a),
         Cmd::Bench(a) => lsmfs::bench::run(a),
     };
     std::process::exit(code);

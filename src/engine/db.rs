@@ -807,7 +807,7 @@ impl Db {
 /// So is an entry a range deletion of the memtable hides from every
 /// snapshot. Deletion markers and range deletions are kept — deeper levels
 /// may hold what they hide.
-fn write_level0_table(
+pub(crate) fn write_level0_table(
     env: &Arc<dyn Env>,
     dir: &Path,
     opts: &Options,

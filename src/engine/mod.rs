@@ -16,6 +16,7 @@
 //! | `cache`, `table_cache` | LRU block cache, open-table cache |
 //! | `version_edit` | one change to the set of live files |
 //! | `version_set` | Versions, the MANIFEST, CURRENT, recovery of the file set |
+//! | `repair` | a new MANIFEST from the tables and WALs found, when the old one is lost |
 //! | `compaction` | picking and running leveled compactions |
 //! | `merge_iter`, `db_iter` | merged views over memtables and tables |
 //! | `db` | the public handle tying it together |
@@ -39,6 +40,7 @@ pub mod merge_iter;
 pub mod options;
 pub mod posix_env;
 pub mod range_del;
+pub mod repair;
 pub mod sstable;
 pub mod table_cache;
 pub mod version;

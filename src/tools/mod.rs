@@ -1,6 +1,7 @@
-//! Offline and diagnostic commands: check, inspect, stats, compact.
+//! Offline and diagnostic commands: check, inspect, stats, compact, repair.
 
 pub mod check;
 pub mod compact;
 pub mod inspect;
+pub mod repair;
 pub mod stats;

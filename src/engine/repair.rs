@@ -1,0 +1,478 @@
+//! Repair: rebuild the MANIFEST and CURRENT from the files a data
+//! directory holds, when the MANIFEST is lost or damaged (LevelDB's
+//! `RepairDB`, RocksDB's `ldb repair`).
+//!
+//! Normal recovery never trusts a directory listing (see `version_set`):
+//! repair is the one place that does, because there is nothing better left.
+//! It runs offline, holding the LOCK, and:
+//!
+//! 1. replays every WAL into new tables, as far as each can be read (the
+//!    records after a damaged one are lost);
+//! 2. reads every table block by block: a table whose every block reads is
+//!    kept as it is; one with damaged data blocks has its readable blocks
+//!    salvaged into a new table; one whose footer, index or meta blocks are
+//!    unreadable is dropped whole. Each table's key range, sequence range and
+//!    entry count are computed from what was read, not from its properties;
+//! 3. names every kept table in L0 of a fresh MANIFEST, with the next file
+//!    number and last sequence above everything seen, written and switched
+//!    to through `VersionSet` exactly as an open does (snapshot record,
+//!    fsync, CURRENT replaced atomically);
+//! 4. moves every file it replaced — damaged tables, the WALs it converted,
+//!    old MANIFESTs — into `DATA_DIR/lost/`. Repair deletes nothing.
+//!
+//! L0 is the one level whose files may overlap, so it is the only safe
+//! place for tables whose original levels are unknown; lookups there take
+//! the highest sequence among the files holding a key (see `version`), and
+//! the first compactions after the next open sort the tables into levels.
+//!
+//! What repair cannot know: which WALs were already obsolete. Their entries
+//! come back with their original sequence numbers, so one already in a
+//! table is a harmless duplicate — but an entry whose deletion a compaction
+//! has since dropped from the bottom level comes back to life. Only a WAL
+//! left behind by a crash between a flush and the next open can do that.
+
+use super::dbformat::{compare_internal, parse_internal_key, MAX_SEQUENCE};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
+use super::log_reader::LogReader;
+use super::memtable::MemTable;
+use super::options::Options;
+use super::sstable::{Table, TableBuilder, TableOptions};
+use super::version_edit::{FileMetaData, VersionEdit};
+use super::version_set::VersionSet;
+use super::write_batch::WriteBatch;
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A table kept as it was.
+    Kept { entries: u64 },
+    /// A WAL replayed into a new table (or into nothing, if it held no
+    /// records); `damage` says where reading stopped early.
+    Converted {
+        records: u64,
+        entries: u64,
+        table: Option<u64>,
+        damage: Option<String>,
+    },
+    /// A damaged table whose readable blocks went into a new table.
+    Salvaged {
+        entries: u64,
+        blocks_lost: u64,
+        table: Option<u64>,
+        damage: String,
+    },
+    /// A file nothing could be read from.
+    Dropped { reason: String },
+    /// An old MANIFEST, replaced by the one repair wrote.
+    Replaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub name: String,
+    pub outcome: Outcome,
+    /// Moved into `lost/` (under this name).
+    pub moved_to: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct RepairReport {
+    pub files: Vec<FileReport>,
+    pub tables: usize,
+    pub entries: u64,
+    pub last_sequence: u64,
+    pub next_file_number: u64,
+    pub manifest_number: u64,
+}
+
+impl std::fmt::Display for FileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let into = |t: &Option<u64>| t.map_or(String::new(), |n| format!(" into {n:06}.sst"));
+        match &self.outcome {
+            Outcome::Kept { entries } => write!(f, "kept {}: {entries} entries", self.name)?,
+            Outcome::Converted {
+                records,
+                entries,
+                table,
+                damage,
+            } => {
+                write!(
+                    f,
+                    "converted {}: {records} records, {entries} entries{}",
+                    self.name,
+                    into(table)
+                )?;
+                if let Some(d) = damage {
+                    write!(f, "; dropped the rest after the damage: {d}")?;
+                }
+            }
+            Outcome::Salvaged {
+                entries,
+                blocks_lost,
+                table,
+                damage,
+            } => write!(
+                f,
+                "salvaged {}: {entries} entries{}; dropped {blocks_lost} unreadable block(s) ({damage})",
+                self.name,
+                into(table)
+            )?,
+            Outcome::Dropped { reason } => write!(f, "dropped {}: {reason}", self.name)?,
+            Outcome::Replaced => write!(f, "replaced {}", self.name)?,
+        }
+        if let Some(m) = &self.moved_to {
+            write!(f, "; moved to {m}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The directory damaged and replaced files are moved into.
+pub const LOST_DIR: &str = "lost";
+
+/// What scanning one table found.
+struct Scanned {
+    meta: Option<FileMetaData>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    blocks_lost: u64,
+    damage: Option<String>,
+}
+
+struct Repairer {
+    dir: PathBuf,
+    env: Arc<dyn Env>,
+    opts: Options,
+    next_file: u64,
+    edit: VersionEdit,
+    report: RepairReport,
+    /// Files to move into `lost/` once the new MANIFEST is durable.
+    to_move: Vec<(usize, String)>,
+}
+
+/// Repair the data directory `dir` (see the module docs). Fails with
+/// `Error::Locked` if a process has it open.
+pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
+    let env = opts.env.clone();
+    let Ok(mut names) = env.list_dir(dir) else {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    };
+    let ours = |n: &String| {
+        matches!(
+            parse_file_name(n),
+            Some(FileType::Log(_) | FileType::Table(_) | FileType::Manifest(_))
+        )
+    };
+    if !names.iter().any(ours) {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no tables, WALs or MANIFESTs: nothing to repair",
+            dir.display()
+        )));
+    }
+    let _lock = env.lock_file(&lock_file_name(dir))?;
+    // Listed again under the lock: a process may have been writing.
+    names = env.list_dir(dir)?;
+    names.sort();
+    let mut r = Repairer {
+        dir: dir.to_path_buf(),
+        env,
+        opts: opts.clone(),
+        next_file: 1,
+        edit: VersionEdit::default(),
+        report: RepairReport::default(),
+        to_move: Vec::new(),
+    };
+    let (mut logs, mut tables, mut manifests) = (Vec::new(), Vec::new(), Vec::new());
+    for name in &names {
+        match parse_file_name(name) {
+            Some(FileType::Log(n)) => logs.push(n),
+            Some(FileType::Table(n)) => tables.push(n),
+            Some(FileType::Manifest(n)) => manifests.push((n, name.clone())),
+            _ => continue,
+        }
+        if let Some(FileType::Log(n) | FileType::Table(n) | FileType::Manifest(n)) =
+            parse_file_name(name)
+        {
+            r.next_file = r.next_file.max(n.saturating_add(1));
+        }
+    }
+    logs.sort_unstable();
+    tables.sort_unstable();
+    for n in tables {
+        r.table(n)?;
+    }
+    for n in logs {
+        r.wal(n)?;
+    }
+    for (_, name) in manifests {
+        r.push(name, Outcome::Replaced, true);
+    }
+    r.install()?;
+    r.move_aside()?;
+    Ok(r.report)
+}
+
+impl Repairer {
+    fn push(&mut self, name: String, outcome: Outcome, move_aside: bool) {
+        if move_aside {
+            self.to_move.push((self.report.files.len(), name.clone()));
+        }
+        self.report.files.push(FileReport {
+            name,
+            outcome,
+            moved_to: None,
+        });
+    }
+
+    fn new_file_number(&mut self) -> u64 {
+        let n = self.next_file;
+        self.next_file += 1;
+        n
+    }
+
+    fn keep(&mut self, meta: FileMetaData) {
+        self.report.last_sequence = self.report.last_sequence.max(meta.largest_seq);
+        self.report.entries += meta.num_entries;
+        self.report.tables += 1;
+        self.edit.add_file(0, meta);
+    }
+
+    /// Write `entries` (sorted, distinct internal keys) as a new table.
+    fn write_table(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Option<u64>> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let number = self.new_file_number();
+        let file = self
+            .env
+            .create_writable(&table_file_name(&self.dir, number))?;
+        let mut b = TableBuilder::new(file, TableOptions::from_options(&self.opts));
+        for (k, v) in entries {
+            b.add(k, v)?;
+        }
+        let meta = super::compaction::finish_output(number, b)?;
+        self.keep(meta);
+        Ok(Some(number))
+    }
+
+    fn table(&mut self, number: u64) -> Result<()> {
+        let path = table_file_name(&self.dir, number);
+        let name = format!("{number:06}.sst");
+        let s = match self.scan_table(&path, number) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = e.to_string();
+                self.push(name, Outcome::Dropped { reason }, true);
+                return Ok(());
+            }
+        };
+        match (s.meta, s.damage) {
+            (Some(meta), None) => {
+                let entries = meta.num_entries;
+                self.keep(meta);
+                self.push(name, Outcome::Kept { entries }, false);
+            }
+            (None, None) => {
+                let reason = "holds no entries".to_string();
+                self.push(name, Outcome::Dropped { reason }, true);
+            }
+            (_, Some(damage)) => {
+                let table = self.write_table(&s.entries)?;
+                let outcome = Outcome::Salvaged {
+                    entries: s.entries.len() as u64,
+                    blocks_lost: s.blocks_lost,
+                    table,
+                    damage,
+                };
+                self.push(name, outcome, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read a table block by block. `Err`: nothing could be read (footer,
+    /// index or meta blocks). The entries are returned only if some block
+    /// was damaged (they are to be salvaged).
+    fn scan_table(&self, path: &Path, number: u64) -> Result<Scanned> {
+        let size = self.env.file_size(path)?;
+        let file = self.env.open_random_access(path)?;
+        let table = Table::open(file, path.to_path_buf(), number, size, None)?;
+        let index = table.index_entries()?;
+        let mut s = Scanned {
+            meta: None,
+            entries: Vec::new(),
+            blocks_lost: 0,
+            damage: None,
+        };
+        let mut meta = FileMetaData {
+            number,
+            file_size: size,
+            smallest_seq: u64::MAX,
+            ..Default::default()
+        };
+        let mut last: Option<Vec<u8>> = None;
+        for (_, h) in index {
+            let entries = match table.block_entries(h) {
+                Ok(e) => e,
+                Err(e) => {
+                    s.blocks_lost += 1;
+                    s.damage.get_or_insert_with(|| e.to_string());
+                    continue;
+                }
+            };
+            for (k, v) in entries {
+                let seq = match parse_internal_key(&k) {
+                    Some(p) if p.sequence <= MAX_SEQUENCE => p.sequence,
+                    _ => {
+                        let at = h.offset;
+                        s.damage.get_or_insert_with(|| {
+                            format!("malformed key in the block at offset {at}")
+                        });
+                        continue;
+                    }
+                };
+                if last
+                    .as_deref()
+                    .is_some_and(|l| compare_internal(l, &k) != Ordering::Less)
+                {
+                    let at = h.offset;
+                    s.damage.get_or_insert_with(|| {
+                        format!("keys out of order in the block at offset {at}")
+                    });
+                    continue;
+                }
+                if meta.num_entries == 0 {
+                    meta.smallest = k.clone();
+                }
+                meta.num_entries += 1;
+                meta.smallest_seq = meta.smallest_seq.min(seq);
+                meta.largest_seq = meta.largest_seq.max(seq);
+                last = Some(k.clone());
+                s.entries.push((k, v));
+            }
+        }
+        if let Some(l) = last {
+            meta.largest = l;
+            s.meta = Some(meta);
+        }
+        if s.damage.is_none() {
+            s.entries = Vec::new();
+        }
+        Ok(s)
+    }
+
+    fn wal(&mut self, number: u64) -> Result<()> {
+        let path = log_file_name(&self.dir, number);
+        let name = format!("{number:06}.log");
+        let data = self.env.read_all(&path)?;
+        let mut reader = LogReader::new(path.clone(), data);
+        let mem = Arc::new(MemTable::new());
+        let (mut records, mut entries) = (0u64, 0u64);
+        let mut damage = None;
+        loop {
+            let rec = match reader.read_record() {
+                Ok(Some(rec)) => rec,
+                Ok(None) => break,
+                Err(e) => {
+                    damage = Some(e.to_string());
+                    break;
+                }
+            };
+            let offset = reader.last_record_offset();
+            let applied = WriteBatch::from_data(rec).and_then(|b| {
+                b.insert_into(&mem)?;
+                Ok(b)
+            });
+            match applied {
+                Ok(b) => {
+                    records += 1;
+                    entries += b.count() as u64;
+                    let last = b.sequence() + (b.count() as u64).saturating_sub(1);
+                    self.report.last_sequence = self.report.last_sequence.max(last);
+                }
+                Err(m) => {
+                    damage = Some(Error::corruption(&path, offset, m).to_string());
+                    break;
+                }
+            }
+        }
+        if let (None, Some(t)) = (&damage, reader.torn_tail()) {
+            // A torn tail is what a crash leaves: not damage, but say so.
+            log::info!(
+                "{}: torn tail at offset {} ({})",
+                path.display(),
+                t.offset,
+                t.reason
+            );
+        }
+        let number = self.new_file_number();
+        let meta = super::db::write_level0_table(
+            &self.env,
+            &self.dir,
+            &self.opts,
+            number,
+            &mem,
+            u64::MAX,
+        )?;
+        let table = meta.map(|m| {
+            self.keep(m);
+            number
+        });
+        let outcome = Outcome::Converted {
+            records,
+            entries,
+            table,
+            damage,
+        };
+        self.push(name, outcome, true);
+        Ok(())
+    }
+
+    /// Write the new MANIFEST and point CURRENT at it.
+    fn install(&mut self) -> Result<()> {
+        self.env.sync_dir(&self.dir)?;
+        let mut vs = VersionSet::new(&self.dir, &self.opts);
+        vs.next_file_number = self.next_file;
+        vs.last_sequence = self.report.last_sequence;
+        // Every WAL was converted: none is to be replayed again.
+        let log_number = vs.new_file_number();
+        self.edit.log_number = Some(log_number);
+        self.edit.prev_log_number = Some(0);
+        self.edit.last_sequence = Some(self.report.last_sequence);
+        vs.log_and_apply(&mut self.edit)?;
+        self.report.next_file_number = vs.next_file_number;
+        self.report.manifest_number = vs.manifest_number;
+        Ok(())
+    }
+
+    /// Move the replaced and damaged files into `lost/`.
+    fn move_aside(&mut self) -> Result<()> {
+        if self.to_move.is_empty() {
+            return Ok(());
+        }
+        let lost = self.dir.join(LOST_DIR);
+        self.env.create_dir_all(&lost)?;
+        let taken = self.env.list_dir(&lost)?;
+        for (i, name) in std::mem::take(&mut self.to_move) {
+            // A second repair must not overwrite what the first kept.
+            let mut target = name.clone();
+            let mut k = 1;
+            while taken.contains(&target) {
+                target = format!("{name}.{k}");
+                k += 1;
+            }
+            self.env
+                .rename(&self.dir.join(&name), &lost.join(&target))?;
+            self.report.files[i].moved_to = Some(format!("{LOST_DIR}/{target}"));
+        }
+        self.env.sync_dir(&lost)?;
+        self.env.sync_dir(&self.dir)
+    }
+}

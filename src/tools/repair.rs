@@ -1,0 +1,58 @@
+//! `lsmfs repair DATA_DIR`: rebuild the MANIFEST and CURRENT from the
+//! tables and WALs present (see `engine::repair` for what it keeps, drops
+//! and moves into `DATA_DIR/lost/`).
+//!
+//! Exit status: 0 repaired and nothing was lost; 1 repaired, but some data
+//! could not be read (the lines saying `dropped` and `salvaged` tell what);
+//! 2 could not run (not a data directory, or mounted: it needs the lock).
+
+use crate::engine::repair::{repair, Outcome};
+use crate::engine::{Error, Options};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct RepairArgs {
+    /// The data directory (not mounted).
+    pub path: PathBuf,
+}
+
+pub fn run(args: RepairArgs) -> i32 {
+    let opts = Options {
+        create_if_missing: false,
+        ..Default::default()
+    };
+    let report = match repair(&args.path, &opts) {
+        Ok(r) => r,
+        Err(e @ Error::Locked(_)) => {
+            eprintln!("lsmfs repair: {e}: unmount it first (repair runs offline)");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("lsmfs repair: {}: {e}", args.path.display());
+            return 2;
+        }
+    };
+    let mut lost = false;
+    for f in &report.files {
+        println!("{f}");
+        lost |= match &f.outcome {
+            Outcome::Dropped { .. } | Outcome::Salvaged { .. } => true,
+            Outcome::Converted { damage, .. } => damage.is_some(),
+            Outcome::Kept { .. } | Outcome::Replaced => false,
+        };
+    }
+    println!(
+        "repaired: MANIFEST-{:06} names {} tables, {} entries; last sequence {}, next file {}",
+        report.manifest_number,
+        report.tables,
+        report.entries,
+        report.last_sequence,
+        report.next_file_number
+    );
+    if lost {
+        println!("some data could not be read: see the dropped and salvaged lines above");
+        1
+    } else {
+        0
+    }
+}
