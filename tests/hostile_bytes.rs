@@ -24,6 +24,7 @@ use lsmfs::engine::log_format::{fragment_crc, mask_crc, BLOCK_SIZE};
 use lsmfs::engine::log_reader::LogReader;
 use lsmfs::engine::log_writer::LogWriter;
 use lsmfs::engine::memtable::MemTable;
+use lsmfs::engine::range_del::{self, RangeTombstone};
 use lsmfs::engine::sstable::{Table, TableBuilder, TableOptions, FOOTER_SIZE};
 use lsmfs::engine::version_edit::{FileMetaData, VersionEdit};
 use lsmfs::engine::{Db, Options, WriteBatch};
@@ -54,6 +55,12 @@ fn batches() -> Vec<Vec<u8>> {
         b.put(format!("k{i}").as_bytes(), &vec![i as u8; i as usize * 3]);
     }
     b.set_sequence(1 << 40);
+    out.push(b.data().to_vec());
+    let mut b = WriteBatch::new();
+    b.put(b"a", b"1");
+    b.delete_range(b"a", b"m");
+    b.delete_range(b"x", b"\xff\xff");
+    b.set_sequence(9);
     out.push(b.data().to_vec());
     out
 }
@@ -118,10 +125,15 @@ fn table_opts() -> TableOptions {
     }
 }
 
-fn table_bytes(n: u32) -> Vec<u8> {
+/// A table of `n` entries (and, with `ranges`, range deletions: version 2).
+fn table_bytes(n: u32, ranges: bool) -> Vec<u8> {
     let env = FaultEnv::new();
     let p = Path::new("/t.sst");
     let mut b = TableBuilder::new(env.create_writable(p).expect("create"), table_opts());
+    if ranges {
+        b.add_range_deletion(RangeTombstone::new(b"key00010", b"key00020", 50));
+        b.add_range_deletion(RangeTombstone::new(b"key00015", b"zz", 7));
+    }
     for i in 0..n {
         let k = make_internal_key(
             format!("key{i:05}").as_bytes(),
@@ -175,9 +187,12 @@ fn block_spans(data: &[u8]) -> Vec<(usize, usize)> {
     let meta = handle(&mut d);
     let index = handle(&mut d);
     let mut spans = vec![meta, index];
-    // The metaindex: two entries, both with shared 0 ("filter", "properties").
-    let mut d = Decoder::new(&data[meta.0..meta.0 + meta.1]);
-    for _ in 0..2 {
+    // The metaindex: a restart at every entry ("filter", "properties",
+    // maybe "rangedel"), so the restart count is the entry count.
+    let block = &data[meta.0..meta.0 + meta.1];
+    let n = u32::from_le_bytes(block[block.len() - 4..].try_into().expect("4 bytes"));
+    let mut d = Decoder::new(block);
+    for _ in 0..n {
         let _shared = d.varint32();
         let klen = d.varint32().expect("klen") as usize;
         let vlen = d.varint32().expect("vlen") as usize;
@@ -335,13 +350,21 @@ fn log_payloads_behind_valid_checksums() {
 
 #[test]
 fn table_through_the_checksums() {
-    let corpus = vec![table_bytes(1), table_bytes(300)];
+    let corpus = vec![
+        table_bytes(1, false),
+        table_bytes(300, false),
+        table_bytes(40, true),
+    ];
     run_corpus("table", &corpus, exercise_table);
 }
 
 #[test]
 fn table_blocks_behind_valid_checksums() {
-    let corpus = [table_bytes(1), table_bytes(300)];
+    let corpus = [
+        table_bytes(1, false),
+        table_bytes(300, false),
+        table_bytes(40, true),
+    ];
     let spans: Vec<Vec<(usize, usize)>> = corpus.iter().map(|t| block_spans(t)).collect();
     run(
         "table_blocks",
@@ -363,6 +386,24 @@ fn table_blocks_behind_valid_checksums() {
         },
         exercise_table,
     );
+}
+
+#[test]
+fn range_deletion_blocks() {
+    let ts = vec![
+        RangeTombstone::new(b"a", b"c", 5),
+        RangeTombstone::new(b"b", b"zz", 9),
+        RangeTombstone::new(b"", b"\x00", 1),
+    ];
+    run_corpus("range_del", &[range_del::encode_block(&ts)], |d| {
+        if let Ok(list) = range_del::decode_block(d) {
+            let f = range_del::Fragments::new(list);
+            for k in [&b""[..], b"a", b"b", b"m", b"\xff"] {
+                let _ = f.max_covering(k, u64::MAX);
+                let _ = f.max_covering(k, 6);
+            }
+        }
+    });
 }
 
 #[test]
@@ -688,6 +729,23 @@ mod regressions {
         assert_eq!(fs.mkdir(c, d.ino, b"x", 0o755).err(), Some(libc::EMLINK));
         let _ = fs.rename(c, ROOT_INO, b"e", d.ino, b"e", 0);
         let _ = e;
+    }
+
+    /// `M next_ino` of 2^64 - 1: the next allocation overflowed.
+    #[test]
+    fn inode_high_water_mark_at_the_end() {
+        let store = Arc::new(MemStore::new());
+        drop(FsCore::open(store.clone(), false, false).expect("format"));
+        let mut b = Batch::new();
+        b.put(
+            lsmfs::fs::schema::meta_key("next_ino"),
+            u64::MAX.to_be_bytes().to_vec(),
+        );
+        store.write(b, false).expect("write");
+        let fs = FsCore::open(store, false, false).expect("open");
+        let c = Caller::ROOT;
+        assert_eq!(fs.mkdir(c, ROOT_INO, b"d", 0o755).err(), Some(libc::ENOSPC));
+        let _ = fs.inodes_used();
     }
 
     /// MANIFEST records with a file number or counter of 2^64 - 1: the

@@ -10,7 +10,8 @@
 //!    records after a damaged one are lost);
 //! 2. reads every table block by block: a table whose every block reads is
 //!    kept as it is; one with damaged data blocks has its readable blocks
-//!    salvaged into a new table; one whose footer, index or meta blocks are
+//!    (and its range deletions) salvaged into a new table; one whose footer,
+//!    index or meta blocks (filter, properties, range deletions) are
 //!    unreadable is dropped whole. Each table's key range, sequence range and
 //!    entry count are computed from what was read, not from its properties;
 //! 3. names every kept table in L0 of a fresh MANIFEST, with the next file
@@ -38,7 +39,8 @@ use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file
 use super::log_reader::LogReader;
 use super::memtable::MemTable;
 use super::options::Options;
-use super::sstable::{Table, TableBuilder, TableOptions};
+use super::range_del::RangeTombstone;
+use super::sstable::{widen_bounds, Table, TableBuilder, TableOptions};
 use super::version_edit::{FileMetaData, VersionEdit};
 use super::version_set::VersionSet;
 use super::write_batch::WriteBatch;
@@ -139,6 +141,7 @@ pub const LOST_DIR: &str = "lost";
 struct Scanned {
     meta: Option<FileMetaData>,
     entries: Vec<(Vec<u8>, Vec<u8>)>,
+    ranges: Vec<RangeTombstone>,
     blocks_lost: u64,
     damage: Option<String>,
 }
@@ -244,9 +247,14 @@ impl Repairer {
         self.edit.add_file(0, meta);
     }
 
-    /// Write `entries` (sorted, distinct internal keys) as a new table.
-    fn write_table(&mut self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Option<u64>> {
-        if entries.is_empty() {
+    /// Write `entries` (sorted, distinct internal keys) and `ranges` as a
+    /// new table.
+    fn write_table(
+        &mut self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        ranges: &[RangeTombstone],
+    ) -> Result<Option<u64>> {
+        if entries.is_empty() && ranges.is_empty() {
             return Ok(None);
         }
         let number = self.new_file_number();
@@ -256,6 +264,9 @@ impl Repairer {
         let mut b = TableBuilder::new(file, TableOptions::from_options(&self.opts));
         for (k, v) in entries {
             b.add(k, v)?;
+        }
+        for t in ranges {
+            b.add_range_deletion(t.clone());
         }
         let meta = super::compaction::finish_output(number, b)?;
         self.keep(meta);
@@ -284,7 +295,7 @@ impl Repairer {
                 self.push(name, Outcome::Dropped { reason }, true);
             }
             (_, Some(damage)) => {
-                let table = self.write_table(&s.entries)?;
+                let table = self.write_table(&s.entries, &s.ranges)?;
                 let outcome = Outcome::Salvaged {
                     entries: s.entries.len() as u64,
                     blocks_lost: s.blocks_lost,
@@ -308,6 +319,7 @@ impl Repairer {
         let mut s = Scanned {
             meta: None,
             entries: Vec::new(),
+            ranges: table.range_deletions().tombstones().to_vec(),
             blocks_lost: 0,
             damage: None,
         };
@@ -360,10 +372,19 @@ impl Repairer {
         }
         if let Some(l) = last {
             meta.largest = l;
+        }
+        // Range deletions are kept whole (their block is read at open).
+        for t in &s.ranges {
+            widen_bounds(&mut meta.smallest, &mut meta.largest, t);
+            meta.smallest_seq = meta.smallest_seq.min(t.seq);
+            meta.largest_seq = meta.largest_seq.max(t.seq);
+        }
+        if meta.num_entries > 0 || !s.ranges.is_empty() {
             s.meta = Some(meta);
         }
         if s.damage.is_none() {
             s.entries = Vec::new();
+            s.ranges = Vec::new();
         }
         Ok(s)
     }

@@ -388,7 +388,8 @@ impl FsCore {
     pub(super) fn alloc_ino(&self) -> FsResult<u64> {
         let mut a = self.alloc.lock().unwrap_or_else(|p| p.into_inner());
         if a.next >= a.hwm {
-            let hwm = a.next + INO_RESERVE;
+            // Only a damaged `next_ino` gets near 2^64: out of inodes.
+            let hwm = a.next.checked_add(INO_RESERVE).ok_or(libc::ENOSPC)?;
             let mut b = Batch::new();
             b.put(meta_key("next_ino"), hwm.to_be_bytes().to_vec());
             self.writable()?;
