@@ -67,7 +67,8 @@ fn build(dir: &Path) -> Model {
         }
         if round == 2 {
             // A range deletion over keys the deeper tables still hold.
-            db.delete_range(b"key00100", b"key00200").expect("delete_range");
+            db.delete_range(b"key00100", b"key00200")
+                .expect("delete_range");
             model.retain(|k, _| !(&b"key00100"[..]..&b"key00200"[..]).contains(&&k[..]));
         }
         if round == 1 {
@@ -180,7 +181,11 @@ fn reopen_and_compare(dir: &Path, model: &Model) {
     // Point lookups too: they take the newest of the overlapping L0 tables.
     for i in 0..900u32 {
         let k = format!("key{i:05}").into_bytes();
-        assert_eq!(db.get(&k).expect("get"), model.get(&k).cloned(), "key{i:05}");
+        assert_eq!(
+            db.get(&k).expect("get"),
+            model.get(&k).cloned(),
+            "key{i:05}"
+        );
     }
     db.put(b"after", b"repair").expect("put");
     db.compact_range(None, None).expect("compact");
@@ -219,6 +224,15 @@ fn repair_after_deleting_the_manifest() {
         lost(dir.path()).contains(&wal.to_string()),
         "converted WALs are kept in lost/"
     );
+    // Made through the same Env as every store file: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("lost")), 0o700);
+    for p in names(dir.path(), |n| {
+        n.starts_with("MANIFEST-") || n.ends_with(".sst")
+    }) {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
     let db = Db::open(
         dir.path(),
         Options {
