@@ -634,7 +634,11 @@ fn walk_and_poke(store: Arc<MemStore>) {
                 continue;
             };
             let _ = fs.getattr(ino);
-            let _ = (a.blocks(), fs.listxattr(ino), fs.getxattr(ino, b"user.k"));
+            let _ = (
+                a.blocks(),
+                fs.listxattr(c, ino),
+                fs.getxattr(c, ino, b"user.k"),
+            );
             if a.is_dir() {
                 todo.push(a.ino);
                 continue;
