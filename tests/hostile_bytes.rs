@@ -613,6 +613,52 @@ fn damaged_values_through_the_filesystem() {
     );
 }
 
+/// The same damage through `check`'s filesystem pass (over the engine).
+#[test]
+fn damaged_values_through_fsck() {
+    let store = Arc::new(MemStore::new());
+    {
+        let fs = FsCore::open(store.clone(), false, false).expect("format");
+        let c = Caller::ROOT;
+        let d = fs.mkdir(c, ROOT_INO, b"dir", 0o755).expect("mkdir");
+        let f = fs.create(c, d.ino, b"big", 0o644).expect("create");
+        fs.write(c, f.ino, 0, &[5u8; 9000], false).expect("write");
+        fs.symlink(c, ROOT_INO, b"link", b"dir/big")
+            .expect("symlink");
+        fs.link(f.ino, ROOT_INO, b"hard").expect("link");
+        fs.release_file(f.ino).ok();
+    }
+    let all = store.scan(b"", &[0xff; 4], usize::MAX).expect("scan");
+    let cases = (hostile::cases() / 10).max(20);
+    let seed = hostile::seed();
+    for case in 0..cases {
+        let mut rng = StdRng::seed_from_u64(seed ^ case ^ 0xf5c4);
+        let i = rng.gen_range(0..all.len());
+        let value = rng.gen_bool(0.7);
+        let damaged = mutate(&mut rng, if value { &all[i].1 } else { &all[i].0 });
+        let env = Arc::new(FaultEnv::new());
+        let db = Db::open(Path::new("/f"), small_opts(&env)).expect("open");
+        let mut b = WriteBatch::new();
+        for (j, (k, v)) in all.iter().enumerate() {
+            match (j == i, value) {
+                (true, true) => b.put(k, &damaged),
+                (true, false) => b.put(&damaged, v),
+                _ => b.put(k, v),
+            }
+        }
+        db.write(b, false).expect("write");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (mut problems, mut summary) = (Vec::new(), Vec::new());
+            lsmfs::fs::fsck::check_tree(&db, &mut problems, &mut summary);
+        }));
+        if let Err(p) = outcome {
+            eprintln!("hostile bytes: fsck panicked, case {case} (LSMFS_FUZZ_SEED={seed})");
+            std::panic::resume_unwind(p);
+        }
+        db.close().expect("close");
+    }
+}
+
 /// Every read and a few writes over the whole tree.
 fn walk_and_poke(store: Arc<MemStore>) {
     let Ok(fs) = FsCore::open(store, false, false) else {
@@ -750,6 +796,34 @@ mod regressions {
         let c = Caller::ROOT;
         assert_eq!(fs.mkdir(c, ROOT_INO, b"d", 0o755).err(), Some(libc::ENOSPC));
         let _ = fs.inodes_used();
+    }
+
+    /// fsck over a chunk key naming chunk 2^64 - 1, and over two files of
+    /// 2^63 bytes: the offsets and the byte total overflowed.
+    #[test]
+    fn fsck_over_huge_chunk_indexes_and_sizes() {
+        let env = Arc::new(FaultEnv::new());
+        let db = Db::open(Path::new("/f"), small_opts(&env)).expect("open");
+        let mut b = WriteBatch::new();
+        for ino in [20u64, 21] {
+            let a = Attr {
+                kind: lsmfs::fs::inode::KIND_FILE,
+                mode: libc::S_IFREG | 0o644,
+                nlink: 1,
+                size: 1 << 63,
+                ..Default::default()
+            };
+            b.put(&lsmfs::fs::schema::inode_key(ino), &a.encode());
+        }
+        b.put(&lsmfs::fs::schema::chunk_key(20, u64::MAX), b"data");
+        db.write(b, false).expect("write");
+        let (mut problems, mut summary) = (Vec::new(), Vec::new());
+        lsmfs::fs::fsck::check_tree(&db, &mut problems, &mut summary);
+        assert!(
+            problems.iter().any(|p| p.contains("beyond the size")),
+            "{problems:?}"
+        );
+        db.close().expect("close");
     }
 
     /// MANIFEST records with a file number or counter of 2^64 - 1: the

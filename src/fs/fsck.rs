@@ -84,8 +84,7 @@ pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>
         .inodes
         .values()
         .filter(|a| !a.is_dir())
-        .map(|a| a.size)
-        .sum();
+        .fold(0u64, |n, a| n.saturating_add(a.size));
     summary.push(format!(
         "filesystem: {} inodes ({dirs} directories), {} entries, {} chunks, {} xattrs, {} orphans, {bytes} bytes of file data",
         s.inodes.len(),
@@ -189,6 +188,11 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
             problems.push(format!("symlink {ino} has no target"));
         }
     }
+    // In u128: a damaged chunk key may name chunk 2^64 - 1.
+    let beyond = |idx: u64, len: u64, size: u64| {
+        let start = idx as u128 * CHUNK_SIZE as u128;
+        start + len as u128 > (size as u128).max(start)
+    };
     let mut stored: HashMap<u64, u64> = HashMap::new();
     for &(ino, idx, len) in &s.chunks {
         *stored.entry(ino).or_default() += 1;
@@ -198,8 +202,7 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
             }
             Some(a)
                 if !s.orphans.contains(&ino)
-                    && (a.inline.is_some()
-                        || idx * CHUNK_SIZE + len as u64 > a.size.max(idx * CHUNK_SIZE)) =>
+                    && (a.inline.is_some() || beyond(idx, len as u64, a.size)) =>
             {
                 problems.push(format!(
                     "inode {ino}: chunk #{idx} ({len} bytes) lies beyond the size {}",
