@@ -553,8 +553,8 @@ fn damaged_databases_through_recovery() {
             Ok(Some(e)) => {
                 let msg = e.to_string();
                 assert!(
-                    msg.contains("/db/") || !e.is_corruption(),
-                    "case {case} (damaged {victim}): the error names no file: {msg}"
+                    e.is_corruption() && msg.contains("/db/") && msg.contains(" at offset "),
+                    "case {case} (damaged {victim}): not an error naming the file and offset: {msg}"
                 );
             }
             Ok(None) => {}
