@@ -170,6 +170,8 @@ pub struct LogReader {
     done: bool,
     /// Whether writes after the last sync may have been lost out of order.
     unsynced_middle: bool,
+    /// Where the next valid record after the damage starts, if one does.
+    resume_at: Option<usize>,
 }
 
 impl LogReader {
@@ -185,6 +187,7 @@ impl LogReader {
             torn: None,
             done: false,
             unsynced_middle: true,
+            resume_at: None,
         }
     }
 
@@ -195,6 +198,19 @@ impl LogReader {
             unsynced_middle: false,
             ..LogReader::new(path, data)
         }
+    }
+
+    /// After damage (an error, or a torn tail that valid records follow),
+    /// go on reading at the next valid record, returning its offset; `None`
+    /// if none follows. Recovery never does this — records after damage
+    /// may depend on the lost ones — but `repair` keeps every readable
+    /// record, as LevelDB's does.
+    pub fn skip_damage(&mut self) -> Option<u64> {
+        let next = self.resume_at.take()?;
+        self.pos = next;
+        self.done = false;
+        self.torn = None;
+        Some(next as u64)
     }
 
     /// Offset of the first fragment of the record last returned.
@@ -270,6 +286,7 @@ impl LogReader {
                             // valid record follows the damage.
                             let record_start = *record_start;
                             self.done = true;
+                            self.resume_at = Some(at);
                             return Err(Error::corruption(
                                 &self.path,
                                 record_start as u64,
@@ -311,6 +328,7 @@ impl LogReader {
     ) -> Result<Option<Vec<u8>>> {
         self.done = true;
         if let Some(next) = self.next_record_start(bad_at, candidates) {
+            self.resume_at = Some(next);
             let hole = lost_sector(&self.data, bad_at, next).filter(|_| self.unsynced_middle);
             if let Some(hole) = hole {
                 self.torn = Some(TornTail {
@@ -451,6 +469,27 @@ mod tests {
         v.push(kind);
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn skip_damage_goes_on_at_the_next_record() {
+        let recs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 300]).collect();
+        let (mut data, starts) = write_log(&recs);
+        data[starts[2] + 10] ^= 1; // record 2's payload: checksum mismatch
+        let mut r = LogReader::new(PathBuf::from("s.log"), data);
+        let mut got = Vec::new();
+        loop {
+            match r.read_record() {
+                Ok(Some(rec)) => got.push(rec[0]),
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(e.is_corruption());
+                    assert_eq!(r.skip_damage(), Some(starts[3] as u64));
+                }
+            }
+        }
+        assert_eq!(got, vec![0, 1, 3, 4, 5]);
+        assert_eq!(r.skip_damage(), None, "nothing left to skip");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! repair is the one place that does, because there is nothing better left.
 //! It runs offline, holding the LOCK, and:
 //!
-//! 1. replays every WAL into new tables, as far as each can be read (the
-//!    records after a damaged one are lost);
+//! 1. replays every WAL into new tables, every record that reads (reading
+//!    goes on at the next valid record after damage, as LevelDB's repair
+//!    does, though recovery stops there: a record after the damage may
+//!    depend on a lost one, and `check` says whether the tree did);
 //! 2. reads every table block by block: a table whose every block reads is
 //!    kept as it is; one with damaged data blocks has its readable blocks
 //!    (and its range deletions) salvaged into a new table; one whose footer,
@@ -54,12 +56,13 @@ pub enum Outcome {
     /// A table kept as it was.
     Kept { entries: u64 },
     /// A WAL replayed into a new table (or into nothing, if it held no
-    /// records); `damage` says where reading stopped early.
+    /// records); `damage`: how many damaged spans reading skipped (going on
+    /// at the next valid record), and the first of them.
     Converted {
         records: u64,
         entries: u64,
         table: Option<u64>,
-        damage: Option<String>,
+        damage: Option<(u64, String)>,
     },
     /// A damaged table whose readable blocks went into a new table.
     Salvaged {
@@ -109,8 +112,8 @@ impl std::fmt::Display for FileReport {
                     self.name,
                     into(table)
                 )?;
-                if let Some(d) = damage {
-                    write!(f, "; dropped the rest after the damage: {d}")?;
+                if let Some((n, d)) = damage {
+                    write!(f, "; skipped {n} damaged span(s), the first: {d}")?;
                 }
             }
             Outcome::Salvaged {
@@ -396,14 +399,39 @@ impl Repairer {
         let mut reader = LogReader::new(path.clone(), data);
         let mem = Arc::new(MemTable::new());
         let (mut records, mut entries) = (0u64, 0u64);
-        let mut damage = None;
+        let mut damage: Option<String> = None;
+        let mut skipped = 0u64;
         loop {
             let rec = match reader.read_record() {
                 Ok(Some(rec)) => rec,
+                Ok(None) if reader.torn_tail().is_some() => {
+                    // A torn tail (what a crash leaves) unless records
+                    // follow it: then keep those too.
+                    let Some(t) = reader.torn_tail().cloned() else {
+                        break;
+                    };
+                    if reader.skip_damage().is_none() {
+                        log::info!(
+                            "{}: torn tail at offset {} ({})",
+                            path.display(),
+                            t.offset,
+                            t.reason
+                        );
+                        break;
+                    }
+                    skipped += 1;
+                    let e = Error::corruption(&path, t.offset, t.reason);
+                    damage.get_or_insert_with(|| e.to_string());
+                    continue;
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    damage = Some(e.to_string());
-                    break;
+                    skipped += 1;
+                    damage.get_or_insert_with(|| e.to_string());
+                    if reader.skip_damage().is_none() {
+                        break;
+                    }
+                    continue;
                 }
             };
             let offset = reader.last_record_offset();
@@ -419,19 +447,11 @@ impl Repairer {
                     self.report.last_sequence = self.report.last_sequence.max(last);
                 }
                 Err(m) => {
-                    damage = Some(Error::corruption(&path, offset, m).to_string());
-                    break;
+                    // A whole record that is not a batch: skip it alone.
+                    skipped += 1;
+                    damage.get_or_insert_with(|| Error::corruption(&path, offset, m).to_string());
                 }
             }
-        }
-        if let (None, Some(t)) = (&damage, reader.torn_tail()) {
-            // A torn tail is what a crash leaves: not damage, but say so.
-            log::info!(
-                "{}: torn tail at offset {} ({})",
-                path.display(),
-                t.offset,
-                t.reason
-            );
         }
         let number = self.new_file_number();
         let meta = super::db::write_level0_table(
@@ -450,7 +470,7 @@ impl Repairer {
             records,
             entries,
             table,
-            damage,
+            damage: damage.map(|d| (skipped, d)),
         };
         self.push(name, outcome, true);
         Ok(())
