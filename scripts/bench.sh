@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Filesystem benchmark: the same workloads on lsmfs, on bindfs over a plain
-# directory (a FUSE passthrough: the cost of FUSE itself) and on the plain
-# directory; prints seconds and ratios, and the lsmfs daemon's peak RSS.
+# Filesystem benchmark: the same workloads on lsmfs (on the classic
+# /dev/fuse transport, and on FUSE over io_uring as lsmfs-uring), on bindfs
+# over a plain directory (a FUSE passthrough: the cost of FUSE itself) and
+# on the plain directory; prints seconds and ratios, the lsmfs daemon's
+# peak RSS, the FUSE requests each lsmfs target served and the µs per call
+# of the 20,000-fchmod row (one round trip each).
 #
 # usage: scripts/bench.sh [WORKDIR]     (default /tmp/lsmfs-fsbench)
-#   TARGETS="plain bindfs lsmfs"  which targets to run (default: all three)
+#   TARGETS="plain bindfs lsmfs lsmfs-uring"  which targets to run (default: all)
 #   LSMFS_OPTS="--sync always"    extra `lsmfs mount` options
 #   STEP_TIMEOUT=300              seconds before one workload is abandoned
 #
@@ -15,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=$(realpath -m "${1:-/tmp/lsmfs-fsbench}")
-TARGETS=${TARGETS:-plain bindfs lsmfs}
+TARGETS=${TARGETS:-plain bindfs lsmfs lsmfs-uring}
 LSMFS_OPTS=${LSMFS_OPTS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 bash scripts/setup.sh
@@ -32,7 +35,12 @@ printf '%s\n' "$KEPT" | sed '/^$/d' >"$RESULTS"
 KEPT_TARGETS=$(awk '{print $1}' "$RESULTS" | sort -u | tr '\n' ' ')
 : >"$NOTES"
 MNTS=()
+# lsmfs-uring needs fuse.enable_uring=Y while it mounts (the kernel reads it
+# at INIT); it is set around each of its mounts and restored at once.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_OLD=$(cat "$URING_PARAM" 2>/dev/null || true)
 cleanup() {
+  [ -n "$URING_OLD" ] && echo "$URING_OLD" >"$URING_PARAM" 2>/dev/null || true
   for m in "${MNTS[@]}"; do
     if mountpoint -q "$m" 2>/dev/null || grep -q " $m fuse" /proc/mounts; then
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
@@ -128,10 +136,14 @@ os.close(fd)
 EOF
 
 LSMFS_PID=
+LSMFS_TRANSPORT=no_io_uring
 lsmfs_mount() {
-  local out
+  local out rc=0
+  [ "$LSMFS_TRANSPORT" = io_uring ] && echo Y >"$URING_PARAM"
   # shellcheck disable=SC2086
-  out=$("$BIN" mount "$WORK/lsmfs-data" "$WORK/lsmfs-mnt" --daemon $LSMFS_OPTS)
+  out=$("$BIN" mount "$WORK/lsmfs-data" "$WORK/lsmfs-mnt" --daemon -o "$LSMFS_TRANSPORT" $LSMFS_OPTS) || rc=$?
+  [ "$LSMFS_TRANSPORT" = io_uring ] && echo "$URING_OLD" >"$URING_PARAM"
+  [ $rc -eq 0 ] || return $rc
   LSMFS_PID=$(sed -n 's/.*(pid \([0-9]*\).*/\1/p' <<<"$out")
 }
 lsmfs_umount() {
@@ -142,7 +154,7 @@ lsmfs_umount() {
 # cold TARGET: empty every cache between the data and the reader. For lsmfs
 # that includes the daemon's own block cache, hence a remount.
 cold() {
-  if [ "$1" = lsmfs ]; then
+  if [ "${1#lsmfs}" != "$1" ]; then
     lsmfs_umount
     lsmfs_mount
   fi
@@ -152,8 +164,8 @@ cold() {
 run_all() { # run_all TARGET DIR
   local T=$1 D=$2
   t "$T" untar tar -xf "$WORK/src.tar" -C "$D"
-  if [ "$T" = lsmfs ]; then
-    echo "lsmfs daemon peak RSS after untar: $(awk '/VmHWM/ {print $2, $3}' "/proc/$LSMFS_PID/status")" | tee -a "$NOTES"
+  if [ "${T#lsmfs}" != "$T" ]; then
+    echo "$T daemon peak RSS after untar: $(awk '/VmHWM/ {print $2, $3}' "/proc/$LSMFS_PID/status")" | tee -a "$NOTES"
   fi
   cold "$T"
   t "$T" find find "$D/src"
@@ -189,6 +201,8 @@ run_all() { # run_all TARGET DIR
     "$WORK/out.$T.fio-4k-randwrite" 2>/dev/null | tee -a "$NOTES" || true
   t "$T" 500-fsync-appends python3 "$WORK/fsync_appends.py" "$D/appends"
   t "$T" 20k-fchmod python3 "$WORK/setattr_loop.py" "$D/fchmod"
+  awk -v t="$T" '$1 == t && $2 == "20k-fchmod" && $3 != "FAIL" {printf "  %s 20k-fchmod: %.1f us per call\n", t, $3 * 50}' \
+    "$RESULTS" | tee -a "$NOTES"
 }
 
 START=$(now)
@@ -210,14 +224,24 @@ for T in $TARGETS; do
     umount "$WORK/bind-mnt"
     rm -rf "$WORK/bind-back"
     ;;
-  lsmfs)
+  lsmfs | lsmfs-uring)
+    LSMFS_TRANSPORT=no_io_uring
+    if [ "$T" = lsmfs-uring ]; then
+      LSMFS_TRANSPORT=io_uring
+      if [ -z "$URING_OLD" ]; then
+        echo "  $T skipped: no $URING_PARAM (a kernel without FUSE over io_uring)" | tee -a "$NOTES"
+        continue
+      fi
+    fi
     rm -rf "$WORK/lsmfs-data" "$WORK/lsmfs-mnt"
     mkdir -p "$WORK/lsmfs-mnt"
     MNTS+=("$WORK/lsmfs-mnt")
     lsmfs_mount
-    run_all lsmfs "$WORK/lsmfs-mnt"
-    "$BIN" stats "$WORK/lsmfs-mnt" >"$WORK/lsmfs-stats.txt" 2>&1 || true
-    echo "lsmfs data directory after the run: $(du -sh "$WORK/lsmfs-data" | cut -f1)" | tee -a "$NOTES"
+    run_all "$T" "$WORK/lsmfs-mnt"
+    "$BIN" stats "$WORK/lsmfs-mnt" >"$WORK/$T-stats.txt" 2>&1 || true
+    grep -E '^(transport|fuse_requests|io_uring_requests|dev_fuse_requests)' "$WORK/$T-stats.txt" |
+      sed "s/^/  $T /" | tee -a "$NOTES"
+    echo "$T data directory after the run: $(du -sh "$WORK/lsmfs-data" | cut -f1)" | tee -a "$NOTES"
     lsmfs_umount
     ;;
   *) echo "unknown target $T" >&2 ;;
@@ -226,14 +250,16 @@ done
 
 echo
 echo "results (seconds; lower is better), $(awk -v s="$START" -v e="$(now)" 'BEGIN {printf "%.0f", e - s}') s in all:"
-printf '%-18s %9s %9s %9s %13s %12s\n' workload plain bindfs lsmfs lsmfs/bindfs lsmfs/plain
+printf '%-18s %9s %9s %9s %9s %12s %12s %12s\n' workload plain bindfs lsmfs uring lsmfs/plain uring/plain uring/lsmfs
 awk '{v[$2,$1]=$3; if (!($2 in seen)) {seen[$2]=1; order[n++]=$2}}
   function f(x) { return (x == "" ? "-" : (x == "FAIL" ? "FAIL" : sprintf("%.2f", x))) }
   function r(a, b) { return ((a == "" || b == "" || a == "FAIL" || b == "FAIL" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b)) }
-  END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"];
-    printf "%-18s %9s %9s %9s %13s %12s\n", w, f(p), f(b), f(l), r(l, b), r(l, p)}}' "$RESULTS"
+  END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"]; u = v[w, "lsmfs-uring"];
+    printf "%-18s %9s %9s %9s %9s %12s %12s %12s\n", w, f(p), f(b), f(l), f(u), r(l, p), r(u, p), r(u, l)}}' "$RESULTS"
 [ -n "$KEPT_TARGETS" ] && echo "(columns of $KEPT_TARGETS: from an earlier run in $WORK)"
 echo
 cat "$NOTES"
-[ -s "$WORK/lsmfs-stats.txt" ] && echo "engine statistics at the end: $WORK/lsmfs-stats.txt"
+for T in lsmfs lsmfs-uring; do
+  [ -s "$WORK/$T-stats.txt" ] && echo "$T engine statistics at the end: $WORK/$T-stats.txt"
+done
 exit 0

@@ -28,7 +28,7 @@ pub enum TimeSet {
 }
 
 /// Changes requested by setattr.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SetAttr {
     pub mode: Option<u32>,
     pub uid: Option<u32>,

@@ -1,19 +1,18 @@
-//! The `fuser` glue: translate FUSE requests to `FsCore` calls and replies.
+//! The `fuser` glue: the classic `/dev/fuse` transport.
 //!
-//! Kept thin on purpose: every decision about semantics lives in `core`.
-//! What lives here is what only FUSE has: kernel capability negotiation,
-//! TTLs, file and directory handles, and the hidden `.lsmfs-stats` file.
-//!
-//! Caching: we are the only writer, so the kernel may keep names and
-//! attributes for `TTL` (every change goes through it and invalidates what
-//! it touches), cache misses too (negative entries), keep a file's pages
-//! across opens (FOPEN_KEEP_CACHE) and cache symlink targets.
+//! A request flows: the kernel queues it on the connection; one of fuser's
+//! session threads reads it from its `/dev/fuse` descriptor, parses it and
+//! calls the `fuser::Filesystem` method below, which counts it, calls the
+//! `FsOps` method that answers it (see `ops`: all semantics live there and
+//! in `core`) and hands the answer to fuser's reply type, which writes it
+//! back to `/dev/fuse`. INIT is negotiated here for both transports; when
+//! io_uring serves the mount (see `uring`), this loop still receives what
+//! the kernel never routes through the ring: FORGET and INTERRUPT.
 
-use super::core::{Caller, FsCore, SetAttr, TimeSet};
+use super::core::{Caller, TimeSet};
 use super::inode::{Attr, KIND_BLK, KIND_CHR, KIND_DIR, KIND_FIFO, KIND_SOCK, KIND_SYMLINK};
-use super::requests::{Req, RequestCounts};
-use super::schema::{ROOT_INO, STATS_INO, STATS_NAME};
-use super::space::SpaceGuard;
+use super::ops::{self, DirEntry, Entry, FsOps, Negotiated, XattrOut, BLKSIZE};
+use super::requests::Req;
 use super::FsConfig;
 use crate::store::Store;
 use fuser::{
@@ -22,29 +21,18 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// We are the only writer, so the kernel may cache names and attributes.
-const TTL: Duration = Duration::from_secs(1);
 const GEN: Generation = Generation(0);
-
-type DirList = Arc<Vec<(u64, u8, Vec<u8>)>>;
+/// What we ask the kernel for max_write and max_readahead.
+pub const MAX_WRITE: u32 = 1 << 20;
 
 pub struct FuseFs {
-    core: Arc<FsCore>,
-    config: FsConfig,
-    next_fh: AtomicU64,
-    dirs: Mutex<HashMap<u64, DirList>>,
-    stats: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
-    requests: RequestCounts,
-    /// Write-only opens bypass the page cache (set at init, see there).
-    direct_writes: bool,
+    ops: Arc<FsOps>,
 }
 
 fn errno(e: i32) -> Errno {
@@ -100,7 +88,7 @@ fn to_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: 4096,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }
@@ -112,108 +100,79 @@ fn time_set(t: TimeOrNow) -> TimeSet {
     }
 }
 
+fn reply_entry(r: Result<Entry, i32>, reply: ReplyEntry) {
+    match r {
+        Ok(e) => reply.entry(&e.ttl, &to_attr(&e.attr), GEN),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_attr(r: Result<Entry, i32>, reply: ReplyAttr) {
+    match r {
+        Ok(e) => reply.attr(&e.ttl, &to_attr(&e.attr)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(r: Result<(), i32>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_open(r: Result<ops::Opened, i32>, reply: ReplyOpen) {
+    match r {
+        Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::from_bits_retain(o.flags)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_xattr(r: Result<XattrOut, i32>, reply: ReplyXattr) {
+    match r {
+        Ok(XattrOut::Size(n)) => reply.size(n),
+        Ok(XattrOut::Data(v)) => reply.data(&v),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
 impl FuseFs {
     pub fn new(store: Arc<dyn Store>, config: FsConfig) -> std::io::Result<FuseFs> {
-        let mut core = FsCore::open(store, config.sync_always, config.read_only).map_err(|e| {
-            let kind = std::io::Error::from_raw_os_error(e.errno).kind();
-            std::io::Error::new(kind, e.reason)
-        })?;
-        if let Some(dir) = &config.statfs_path {
-            core.space = SpaceGuard::new(dir, config.space_reserve);
-        }
         Ok(FuseFs {
-            core: Arc::new(core),
-            config,
-            next_fh: AtomicU64::new(1),
-            dirs: Mutex::new(HashMap::new()),
-            stats: Mutex::new(HashMap::new()),
-            requests: RequestCounts::default(),
-            direct_writes: false,
+            ops: Arc::new(FsOps::new(store, config)?),
         })
     }
 
-    pub fn core(&self) -> &Arc<FsCore> {
-        &self.core
+    pub fn core(&self) -> &Arc<super::core::FsCore> {
+        self.ops.core()
     }
 
-    fn fh(&self) -> u64 {
-        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    /// The request handlers, shared with the io_uring transport.
+    pub fn ops(&self) -> &Arc<FsOps> {
+        &self.ops
     }
 
-    fn stats_text(&self) -> Vec<u8> {
-        let mut text = self.core.store().stats_text();
-        text.push_str(&self.core.space.text());
-        text.push_str(&self.requests.text());
-        text.into_bytes()
-    }
-
-    /// How a file opened with `flags` is served: through the page cache
-    /// (kept across opens: every change goes through this kernel), or
-    /// direct for a write-only descriptor when the kernel allows it.
-    fn open_flags(&self, flags: i32) -> FopenFlags {
-        if self.direct_writes && flags & libc::O_ACCMODE == libc::O_WRONLY {
-            FopenFlags::FOPEN_DIRECT_IO
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE
-        }
-    }
-
-    fn stats_attr(&self) -> FileAttr {
-        let t = super::core::now_ns();
-        to_attr(&Attr {
-            ino: STATS_INO,
-            kind: super::inode::KIND_FILE,
-            mode: libc::S_IFREG | 0o444,
-            nlink: 1,
-            size: self.stats_text().len() as u64,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            ..Default::default()
-        })
-    }
-
-    fn reply_entry(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
-        match r {
-            Ok(a) => reply.entry(&TTL, &to_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-
-    /// A lookup's reply: a miss is cached by the kernel for `TTL` (a
-    /// negative entry is inode 0); our own creates replace it.
-    fn reply_lookup(&self, r: Result<Attr, i32>, reply: ReplyEntry) {
-        if r == Err(libc::ENOENT) {
-            let none = Attr {
-                ino: 0,
-                ..Default::default()
-            };
-            return reply.entry(&TTL, &to_attr(&none), GEN);
-        }
-        self.reply_entry(r, reply)
-    }
-
-    fn reply_empty(r: Result<(), i32>, reply: ReplyEmpty) {
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-
-    fn dir_list(&self, ino: u64, fh: u64, offset: u64) -> Result<DirList, i32> {
-        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        if offset == 0 || !dirs.contains_key(&fh) {
-            let list = Arc::new(self.core.list_dir(ino)?);
-            dirs.insert(fh, list);
-        }
-        dirs.get(&fh).cloned().ok_or(libc::EBADF)
+    fn count(&self, r: Req) {
+        self.ops.dev_requests.count(r);
     }
 }
 
 impl fuser::Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
+        let max_write = match config.set_max_write(MAX_WRITE) {
+            Ok(_) => MAX_WRITE,
+            Err(nearest) => {
+                let _ = config.set_max_write(nearest);
+                nearest
+            }
+        };
+        let max_readahead = match config.set_max_readahead(MAX_WRITE) {
+            Ok(_) => MAX_WRITE,
+            Err(nearest) => {
+                let _ = config.set_max_readahead(nearest);
+                nearest
+            }
+        };
         let mut caps = InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_DO_READDIRPLUS
@@ -222,24 +181,30 @@ impl fuser::Filesystem for FuseFs {
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
-        if self.config.writeback_cache {
+        if self.ops.config().writeback_cache {
             caps |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        if self.ops.config().io_uring {
+            caps |= InitFlags::FUSE_OVER_IO_URING;
         }
         // POSIX ACLs: the kernel enforces them (under default_permissions)
         // and we store them and keep them in step with the mode; with
         // DONT_MASK the umask comes to us, to apply only where no default
         // ACL replaces it.
-        if !self.config.no_acl {
+        if !self.ops.config().no_acl {
             caps |= InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
         }
-        let mut acl = !self.config.no_acl;
+        let mut granted = InitFlags::empty();
         for flag in caps.iter() {
             if config.add_capabilities(flag).is_err() {
                 log::debug!("kernel does not offer {flag:?}");
-                acl &= flag != InitFlags::FUSE_POSIX_ACL && flag != InitFlags::FUSE_DONT_MASK;
+            } else {
+                granted |= flag;
             }
         }
-        self.core.set_acls(acl);
+        let acl = !self.ops.config().no_acl
+            && granted.contains(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
+        self.ops.core().set_acls(acl);
         // Without the writeback cache a cached write is cut at every page
         // the cache does not hold whole: tar's 10 KiB records arrive as two
         // requests. A write-only descriptor cannot be read or mmap'd, so its
@@ -247,36 +212,30 @@ impl fuser::Filesystem for FuseFs {
         // FUSE 7.39 (Linux 6.6), which drops cached pages a direct write
         // covers, so readers through other descriptors never see stale data.
         let abi = config.kernel_abi();
-        self.direct_writes = !self.config.writeback_cache && (abi.0, abi.1) >= (7, 39);
+        let direct = !self.ops.config().writeback_cache && (abi.0, abi.1) >= (7, 39);
+        self.ops.set_direct_writes(direct);
+        self.ops.set_negotiated(Negotiated {
+            io_uring: granted.contains(InitFlags::FUSE_OVER_IO_URING),
+            max_write,
+            max_readahead,
+            setxattr_ext: granted.contains(InitFlags::FUSE_SETXATTR_EXT),
+        });
         log::info!(
-            "kernel FUSE {}.{}; write-only opens direct: {}; POSIX ACLs: {}",
+            "kernel FUSE {}.{}; write-only opens direct: {direct}; POSIX ACLs: {acl}",
             abi.0,
             abi.1,
-            self.direct_writes,
-            acl
         );
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.requests.count(Req::Lookup);
-        if parent.0 == ROOT_INO && name.as_bytes() == STATS_NAME {
-            reply.entry(&Duration::ZERO, &self.stats_attr(), GEN);
-            return;
-        }
-        self.reply_lookup(self.core.lookup(parent.0, name.as_bytes()), reply);
+        self.count(Req::Lookup);
+        reply_entry(self.ops.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.requests.count(Req::Getattr);
-        if ino.0 == STATS_INO {
-            reply.attr(&Duration::ZERO, &self.stats_attr());
-            return;
-        }
-        match self.core.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.count(Req::Getattr);
+        reply_attr(self.ops.getattr(ino.0), reply);
     }
 
     fn setattr(
@@ -297,11 +256,8 @@ impl fuser::Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.requests.count(Req::Setattr);
-        if ino.0 == STATS_INO {
-            return reply.error(Errno::EPERM);
-        }
-        let s = SetAttr {
+        self.count(Req::Setattr);
+        let s = super::core::SetAttr {
             mode,
             uid,
             gid,
@@ -309,15 +265,12 @@ impl fuser::Filesystem for FuseFs {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
         };
-        match self.core.setattr(caller(req), ino.0, s) {
-            Ok(a) => reply.attr(&TTL, &to_attr(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_attr(self.ops.setattr(caller(req), ino.0, s), reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.requests.count(Req::Readlink);
-        match self.core.readlink(ino.0) {
+        self.count(Req::Readlink);
+        match self.ops.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         }
@@ -333,17 +286,11 @@ impl fuser::Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Req::Mknod);
-        let r = self.core.mknod_umask(
-            caller(req),
-            parent.0,
-            name.as_bytes(),
-            mode,
-            umask,
-            rdev,
-            None,
-        );
-        self.reply_entry(r, reply);
+        self.count(Req::Mknod);
+        let r = self
+            .ops
+            .mknod(caller(req), parent.0, name.as_bytes(), mode, umask, rdev);
+        reply_entry(r, reply);
     }
 
     fn mkdir(
@@ -355,26 +302,25 @@ impl fuser::Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Req::Mkdir);
-        let mode = libc::S_IFDIR | (mode & 0o7777);
+        self.count(Req::Mkdir);
         let r = self
-            .core
-            .mknod_umask(caller(req), parent.0, name.as_bytes(), mode, umask, 0, None);
-        self.reply_entry(r, reply);
+            .ops
+            .mkdir(caller(req), parent.0, name.as_bytes(), mode, umask);
+        reply_entry(r, reply);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Req::Unlink);
-        Self::reply_empty(
-            self.core.unlink(caller(req), parent.0, name.as_bytes()),
+        self.count(Req::Unlink);
+        reply_empty(
+            self.ops.unlink(caller(req), parent.0, name.as_bytes()),
             reply,
         );
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Req::Rmdir);
-        Self::reply_empty(
-            self.core.rmdir(caller(req), parent.0, name.as_bytes()),
+        self.count(Req::Rmdir);
+        reply_empty(
+            self.ops.rmdir(caller(req), parent.0, name.as_bytes()),
             reply,
         );
     }
@@ -387,14 +333,14 @@ impl fuser::Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Req::Symlink);
-        let r = self.core.symlink(
+        self.count(Req::Symlink);
+        let r = self.ops.symlink(
             caller(req),
             parent.0,
             link_name.as_bytes(),
             target.as_os_str().as_bytes(),
         );
-        self.reply_entry(r, reply);
+        reply_entry(r, reply);
     }
 
     fn rename(
@@ -407,8 +353,8 @@ impl fuser::Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Rename);
-        let r = self.core.rename(
+        self.count(Req::Rename);
+        let r = self.ops.rename(
             caller(req),
             parent.0,
             name.as_bytes(),
@@ -416,7 +362,7 @@ impl fuser::Filesystem for FuseFs {
             newname.as_bytes(),
             flags.bits(),
         );
-        Self::reply_empty(r, reply);
+        reply_empty(r, reply);
     }
 
     fn link(
@@ -427,36 +373,13 @@ impl fuser::Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Req::Link);
-        self.reply_entry(
-            self.core.link(ino.0, newparent.0, newname.as_bytes()),
-            reply,
-        );
+        self.count(Req::Link);
+        reply_entry(self.ops.link(ino.0, newparent.0, newname.as_bytes()), reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.requests.count(Req::Open);
-        if ino.0 == STATS_INO {
-            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-                return reply.error(Errno::EACCES);
-            }
-            let fh = self.fh();
-            let text = Arc::new(self.stats_text());
-            self.stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(fh, text);
-            reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-            return;
-        }
-        match self.core.getattr(ino.0) {
-            Ok(a) if a.is_dir() => reply.error(Errno::EISDIR),
-            Ok(_) => match self.core.open_file(ino.0) {
-                Ok(_) => reply.opened(FileHandle(self.fh()), self.open_flags(flags.0)),
-                Err(e) => reply.error(errno(e)),
-            },
-            Err(e) => reply.error(errno(e)),
-        }
+        self.count(Req::Open);
+        reply_open(self.ops.open(ino.0, flags.0), reply);
     }
 
     fn read(
@@ -470,21 +393,8 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        self.requests.count(Req::Read);
-        if ino.0 == STATS_INO {
-            let text = self
-                .stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&fh.0)
-                .cloned()
-                .unwrap_or_default();
-            let s = (offset as usize).min(text.len());
-            let e = (s + size as usize).min(text.len());
-            reply.data(&text[s..e]);
-            return;
-        }
-        match self.core.read(ino.0, offset, size) {
+        self.count(Req::Read);
+        match self.ops.read(ino.0, fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(e)),
         }
@@ -502,23 +412,21 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.requests.count(Req::Write);
-        if ino.0 == STATS_INO {
-            return reply.error(Errno::EBADF);
-        }
-        // With the writeback cache the kernel places appends itself.
-        let append = flags.0 & libc::O_APPEND != 0 && !self.config.writeback_cache;
-        let c = caller(req);
-        let kill = c.uid != 0 || write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.core.write_ext(c, ino.0, offset, data, append, kill) {
-            Ok(_) => reply.written(data.len() as u32),
+        self.count(Req::Write);
+        let r = self.ops.write(
+            caller(req),
+            ino.0,
+            offset,
+            data,
+            write_flags.bits(),
+            flags.0,
+        );
+        match r {
+            Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    /// No ioctls (Python asks every file it opens whether it is a
-    /// terminal): answered quietly, since fuser's default logs a warning
-    /// per call.
     fn ioctl(
         &self,
         _req: &Request,
@@ -530,8 +438,8 @@ impl fuser::Filesystem for FuseFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        self.requests.count(Req::Ioctl);
-        reply.error(Errno::ENOTTY);
+        self.count(Req::Ioctl);
+        reply.error(errno(self.ops.ioctl()));
     }
 
     fn flush(
@@ -542,11 +450,8 @@ impl fuser::Filesystem for FuseFs {
         _lo: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Flush);
-        // Every write is in the WAL before its reply, so close(2) has
-        // nothing to push. ENOSYS tells the kernel never to send FLUSH again
-        // (it then treats close as succeeding): one round trip less per close.
-        reply.error(Errno::ENOSYS);
+        self.count(Req::Flush);
+        reply_empty(self.ops.flush(), reply);
     }
 
     fn release(
@@ -559,16 +464,8 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Release);
-        if ino.0 == STATS_INO {
-            self.stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&fh.0);
-            reply.ok();
-            return;
-        }
-        Self::reply_empty(self.core.release_file(ino.0), reply);
+        self.count(Req::Release);
+        reply_empty(self.ops.release(ino.0, fh.0), reply);
     }
 
     fn fsync(
@@ -579,20 +476,13 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Fsync);
-        Self::reply_empty(self.core.sync(), reply);
+        self.count(Req::Fsync);
+        reply_empty(self.ops.fsync(), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.requests.count(Req::Opendir);
-        match self.core.getattr(ino.0) {
-            Ok(a) if a.is_dir() => match self.core.open_file(ino.0) {
-                Ok(_) => reply.opened(FileHandle(self.fh()), FopenFlags::empty()),
-                Err(e) => reply.error(errno(e)),
-            },
-            Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.count(Req::Opendir);
+        reply_open(self.ops.opendir(ino.0), reply);
     }
 
     fn readdir(
@@ -603,33 +493,19 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.requests.count(Req::Readdir);
-        let list = match self.dir_list(ino.0, fh.0, offset) {
-            Ok(l) => l,
-            Err(e) => return reply.error(errno(e)),
+        self.count(Req::Readdir);
+        let mut add = |e: DirEntry| {
+            reply.add(
+                INodeNo(e.ino),
+                e.next,
+                file_type(e.kind),
+                OsStr::from_bytes(e.name),
+            )
         };
-        let parent = self.core.getattr(ino.0).map_or(ROOT_INO, |a| a.parent);
-        let mut i = offset;
-        while i < list.len() as u64 + 2 {
-            let full = match i {
-                0 => reply.add(ino, 1, FileType::Directory, "."),
-                1 => reply.add(INodeNo(parent), 2, FileType::Directory, ".."),
-                n => {
-                    let (child, kind, name) = &list[(n - 2) as usize];
-                    reply.add(
-                        INodeNo(*child),
-                        n + 1,
-                        file_type(*kind),
-                        OsStr::from_bytes(name),
-                    )
-                }
-            };
-            if full {
-                break;
-            }
-            i += 1;
+        match self.ops.readdir(ino.0, fh.0, offset, false, &mut add) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -640,44 +516,22 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.requests.count(Req::Readdirplus);
-        let list = match self.dir_list(ino.0, fh.0, offset) {
-            Ok(l) => l,
-            Err(e) => return reply.error(errno(e)),
+        self.count(Req::Readdirplus);
+        let mut add = |e: DirEntry| match e.attr {
+            Some(a) => reply.add(
+                INodeNo(e.ino),
+                e.next,
+                OsStr::from_bytes(e.name),
+                &ops::TTL,
+                &to_attr(a),
+                GEN,
+            ),
+            None => false,
         };
-        let me = match self.core.getattr(ino.0) {
-            Ok(a) => a,
-            Err(e) => return reply.error(errno(e)),
-        };
-        let mut i = offset;
-        while i < list.len() as u64 + 2 {
-            let full = match i {
-                0 => reply.add(ino, 1, ".", &TTL, &to_attr(&me), GEN),
-                1 => match self.core.getattr(me.parent) {
-                    Ok(p) => reply.add(INodeNo(me.parent), 2, "..", &TTL, &to_attr(&p), GEN),
-                    Err(_) => false,
-                },
-                n => {
-                    let (child, _, name) = &list[(n - 2) as usize];
-                    match self.core.getattr(*child) {
-                        Ok(a) => reply.add(
-                            INodeNo(*child),
-                            n + 1,
-                            OsStr::from_bytes(name),
-                            &TTL,
-                            &to_attr(&a),
-                            GEN,
-                        ),
-                        Err(_) => false,
-                    }
-                }
-            };
-            if full {
-                break;
-            }
-            i += 1;
+        match self.ops.readdir(ino.0, fh.0, offset, true, &mut add) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
         }
-        reply.ok();
     }
 
     fn releasedir(
@@ -688,12 +542,8 @@ impl fuser::Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Releasedir);
-        self.dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh.0);
-        Self::reply_empty(self.core.release_file(ino.0), reply);
+        self.count(Req::Releasedir);
+        reply_empty(self.ops.releasedir(ino.0, fh.0), reply);
     }
 
     fn fsyncdir(
@@ -704,35 +554,15 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Fsyncdir);
-        Self::reply_empty(self.core.sync(), reply);
+        self.count(Req::Fsyncdir);
+        reply_empty(self.ops.fsync(), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.requests.count(Req::Statfs);
-        let used = self.core.inodes_used();
-        if let Some(d) = self.core.space.disk_space() {
-            reply.statfs(
-                d.blocks,
-                d.bfree,
-                d.bavail,
-                used + d.ffree,
-                d.ffree,
-                d.bsize,
-                255,
-                d.frsize,
-            );
-            return;
-        }
+        self.count(Req::Statfs);
+        let s = self.ops.statfs();
         reply.statfs(
-            1 << 30,
-            1 << 29,
-            1 << 29,
-            used + (1 << 30),
-            1 << 30,
-            4096,
-            255,
-            4096,
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
         );
     }
 
@@ -746,59 +576,33 @@ impl fuser::Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Setxattr);
-        if ino.0 == STATS_INO {
-            return reply.error(Errno::EPERM);
-        }
-        Self::reply_empty(
-            self.core
-                .setxattr(caller(req), ino.0, name.as_bytes(), value, flags),
-            reply,
-        );
+        self.count(Req::Setxattr);
+        let r = self
+            .ops
+            .setxattr(caller(req), ino.0, name.as_bytes(), value, flags);
+        reply_empty(r, reply);
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.requests.count(Req::Getxattr);
-        if ino.0 == STATS_INO {
-            return reply.error(Errno::ENODATA);
-        }
-        match self.core.getxattr(caller(req), ino.0, name.as_bytes()) {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.count(Req::Getxattr);
+        let r = self.ops.getxattr(caller(req), ino.0, name.as_bytes(), size);
+        reply_xattr(r, reply);
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.requests.count(Req::Listxattr);
-        let r = if ino.0 == STATS_INO {
-            Ok(Vec::new())
-        } else {
-            self.core.listxattr(caller(req), ino.0)
-        };
-        match r {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.count(Req::Listxattr);
+        reply_xattr(self.ops.listxattr(caller(req), ino.0, size), reply);
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Req::Removexattr);
-        Self::reply_empty(
-            self.core.removexattr(caller(req), ino.0, name.as_bytes()),
-            reply,
-        );
+        self.count(Req::Removexattr);
+        let r = self.ops.removexattr(caller(req), ino.0, name.as_bytes());
+        reply_empty(r, reply);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.requests.count(Req::Access);
-        if ino.0 == STATS_INO {
-            return reply.ok();
-        }
-        Self::reply_empty(self.core.access(caller(req), ino.0, mask.bits()), reply);
+        self.count(Req::Access);
+        reply_empty(self.ops.access(caller(req), ino.0, mask.bits()), reply);
     }
 
     fn create(
@@ -811,26 +615,18 @@ impl fuser::Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.requests.count(Req::Create);
-        let mode = if mode & libc::S_IFMT == 0 {
-            mode | libc::S_IFREG
-        } else {
-            mode
-        };
-        match self
-            .core
-            .mknod_umask(caller(req), parent.0, name.as_bytes(), mode, umask, 0, None)
-        {
-            Ok(a) => match self.core.open_file(a.ino) {
-                Ok(_) => reply.created(
-                    &TTL,
-                    &to_attr(&a),
-                    GEN,
-                    FileHandle(self.fh()),
-                    self.open_flags(flags),
-                ),
-                Err(e) => reply.error(errno(e)),
-            },
+        self.count(Req::Create);
+        let r = self
+            .ops
+            .create(caller(req), parent.0, name.as_bytes(), mode, umask, flags);
+        match r {
+            Ok((e, o)) => reply.created(
+                &e.ttl,
+                &to_attr(&e.attr),
+                GEN,
+                FileHandle(o.fh),
+                FopenFlags::from_bits_retain(o.flags),
+            ),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -845,8 +641,8 @@ impl fuser::Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Req::Fallocate);
-        Self::reply_empty(self.core.fallocate(ino.0, offset, length, mode), reply);
+        self.count(Req::Fallocate);
+        reply_empty(self.ops.fallocate(ino.0, offset, length, mode), reply);
     }
 
     fn lseek(
@@ -858,8 +654,8 @@ impl fuser::Filesystem for FuseFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.requests.count(Req::Lseek);
-        match self.core.lseek(ino.0, offset, whence) {
+        self.count(Req::Lseek);
+        match self.ops.lseek(ino.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno(e)),
         }
@@ -870,7 +666,7 @@ impl fuser::Filesystem for FuseFs {
 mod tests {
     use super::*;
     use crate::fs::core::Caller;
-    use crate::fs::schema::{chunk_key, orphan_key};
+    use crate::fs::schema::{chunk_key, orphan_key, ROOT_INO};
     use crate::store::MemStore;
 
     const U: Caller = Caller {

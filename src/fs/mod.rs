@@ -11,7 +11,9 @@
 //! | `xattr` | extended attributes |
 //! | `acl` | POSIX ACLs: their xattr format, mode ⇄ ACL, inheritance |
 //! | `space` | the free-space reserve: ENOSPC before the disk is really full |
-//! | `fuse` | the thin `fuser::Filesystem` translation |
+//! | `ops` | what each FUSE request does, shared by both transports |
+//! | `fuse` | the classic transport: the thin `fuser::Filesystem` translation |
+//! | `uring` | the io_uring transport: per-CPU queues, its wire format |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
 //! | `mount` | the `lsmfs mount` command |
 //! | `fusermount` | mounting without privilege through the setuid `fusermount3` |
@@ -39,9 +41,11 @@ pub mod fusermount;
 pub mod inode;
 pub mod mount;
 pub mod namespace;
+pub mod ops;
 pub mod requests;
 pub mod schema;
 pub mod space;
+pub mod uring;
 pub mod xattr;
 
 pub use self::fuse::FuseFs;
@@ -63,4 +67,6 @@ pub struct FsConfig {
     pub space_reserve: u64,
     /// No POSIX ACLs (`-o noacl`): system.posix_acl_* xattrs are refused.
     pub no_acl: bool,
+    /// Offer FUSE_OVER_IO_URING at INIT (`uring` then serves the mount).
+    pub io_uring: bool,
 }

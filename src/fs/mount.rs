@@ -29,11 +29,12 @@
 //!   reads, so a few more threads than the 2 cores of a small machine keep
 //!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
 
-use crate::fs::{FsConfig, FuseFs};
+use crate::fs::ops::{Negotiated, Transport};
+use crate::fs::{uring, FsConfig, FuseFs};
 use crate::store::{EngineStore, Store};
 use fuser::MountOption;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -79,6 +80,11 @@ pub struct MountArgs {
     /// enter (without it, a warning).
     #[arg(long)]
     pub strict_perms: bool,
+    /// Ring entries per io_uring queue (each holds a request buffer of the
+    /// maximum request size, 1 MiB): how many requests one CPU's queue can
+    /// have handed out at once.
+    #[arg(long, default_value_t = crate::fs::uring::DEFAULT_DEPTH)]
+    pub uring_depth: u32,
     /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
     /// nosuid, noexec, noacl (no POSIX ACLs), writeback_cache (weakens the
     /// kill -9 guarantee), or
@@ -214,7 +220,9 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .arg("--memtable-size")
         .arg(args.memtable_size.to_string())
         .arg("--readahead-kb")
-        .arg(args.readahead_kb.to_string());
+        .arg(args.readahead_kb.to_string())
+        .arg("--uring-depth")
+        .arg(args.uring_depth.to_string());
     if let Some(mb) = args.space_reserve_mb {
         cmd.arg("--space-reserve-mb").arg(mb.to_string());
     }
@@ -307,6 +315,21 @@ pub fn statfs_errno(path: &Path) -> Option<i32> {
     }
 }
 
+/// `statfs_errno`, waiting out a connection still being torn down: for a
+/// moment after an io_uring daemon is killed its queues are cancelled
+/// before the connection is, and requests fail with ECANCELED (or
+/// ECONNABORTED) instead of a dead mount's ENOTCONN.
+fn settled_statfs_errno(path: &Path) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let e = statfs_errno(path);
+        if !matches!(e, Some(libc::ECANCELED | libc::ECONNABORTED)) || Instant::now() > deadline {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -327,7 +350,7 @@ fn run_quiet(prog: &str, args: &[&str], path: &Path) -> bool {
 /// refuse a live lsmfs mount, and insist on a directory.
 fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
     for _ in 0..8 {
-        if statfs_errno(mountpoint) != Some(libc::ENOTCONN) {
+        if settled_statfs_errno(mountpoint) != Some(libc::ENOTCONN) {
             break;
         }
         log::info!(
@@ -372,6 +395,9 @@ struct Parsed {
     read_only: bool,
     writeback_cache: bool,
     no_acl: bool,
+    /// `-o io_uring` (Some(true)) / `-o no_io_uring` (Some(false)); None:
+    /// the ring when the kernel has it enabled.
+    io_uring: Option<bool>,
 }
 
 impl Parsed {
@@ -410,6 +436,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
         read_only: false,
         writeback_cache: false,
         no_acl: false,
+        io_uring: None,
     };
     let flag = |p: &mut Parsed, set: libc::c_ulong, clear: libc::c_ulong, o: MountOption| {
         p.flags = (p.flags | set) & !clear;
@@ -428,6 +455,8 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             "writeback_cache" => p.writeback_cache = true,
             "acl" => p.no_acl = false,
             "noacl" => p.no_acl = true,
+            "io_uring" => p.io_uring = Some(true),
+            "no_io_uring" => p.io_uring = Some(false),
             "noatime" => flag(&mut p, libc::MS_NOATIME, 0, MountOption::NoAtime),
             "atime" => flag(&mut p, 0, libc::MS_NOATIME, MountOption::Atime),
             "nodev" => flag(&mut p, libc::MS_NODEV, 0, MountOption::NoDev),
@@ -518,18 +547,60 @@ fn mount_direct(mountpoint: &Path, p: &Parsed) -> Result<Option<OwnedFd>, String
     }
 }
 
-/// Mount and start serving `fs` on `threads` threads.
+/// The ring queues to offer at INIT, or None (with the reason logged)
+/// for the classic `/dev/fuse` path.
+fn ring_queues(p: &Parsed, depth: u32) -> Result<Option<uring::Queues>, String> {
+    let available = uring::available();
+    match (p.io_uring, available) {
+        (Some(false), _) => return Ok(None),
+        (Some(true), Err(why)) => return Err(format!("-o io_uring: {why}")),
+        (None, Err(why)) => {
+            log::info!("serving through /dev/fuse: {why} (FUSE over io_uring is off)");
+            return Ok(None);
+        }
+        (_, Ok(())) => {}
+    }
+    match uring::Queues::prepare(depth) {
+        Ok(q) => Ok(Some(q)),
+        Err(e) if p.io_uring == Some(true) => Err(format!("-o io_uring: {e}")),
+        Err(e) => {
+            log::info!("serving through /dev/fuse: cannot set up io_uring queues: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// A mount being served: fuser's session and, when the ring serves it,
+/// the ring queues.
+struct Served {
+    session: fuser::BackgroundSession,
+    ring: Option<uring::Running>,
+}
+
+/// Mount and start serving `fs` on `threads` threads, or on the io_uring
+/// queues (`ring`, made before INIT) when the kernel grants them.
 fn start_session(
     fs: FuseFs,
     mountpoint: &Path,
     p: &Parsed,
     threads: usize,
-) -> Result<fuser::BackgroundSession, String> {
+    ring: Option<uring::Queues>,
+) -> Result<Served, String> {
     let mut config = fuser::Config::default();
     config.mount_options = p.fuse.clone();
     config.acl = p.acl;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
+    let ops = fs.ops().clone();
+    ops.set_transport(Transport::DevFuse {
+        threads: threads.max(1),
+    });
+    let detach = |e: String| {
+        if lazy_detach(mountpoint).is_err() {
+            super::fusermount::detach(mountpoint);
+        }
+        e
+    };
     let fd = match mount_direct(mountpoint, p)? {
         Some(fd) => fd,
         None => {
@@ -539,14 +610,66 @@ fn start_session(
         }
     };
     let session = fuser::Session::from_fd(fs, fd, p.acl, config)
-        .and_then(fuser::Session::spawn)
-        .map_err(|e| {
-            if lazy_detach(mountpoint).is_err() {
-                super::fusermount::detach(mountpoint);
-            }
-            format!("FUSE session on {}: {e}", mountpoint.display())
-        })?;
-    Ok(session)
+        .map_err(|e| detach(format!("FUSE session on {}: {e}", mountpoint.display())))?;
+    // INIT has been answered: the ring may register now.
+    let dev = session
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| detach(format!("duplicating the /dev/fuse descriptor: {e}")))?;
+    let session = session
+        .spawn()
+        .map_err(|e| detach(format!("FUSE session on {}: {e}", mountpoint.display())))?;
+    let Some(queues) = ring else {
+        return Ok(Served {
+            session,
+            ring: None,
+        });
+    };
+    let n = ops.negotiated().unwrap_or(Negotiated {
+        io_uring: false,
+        max_write: 0,
+        max_readahead: 0,
+        setxattr_ext: false,
+    });
+    if !n.io_uring {
+        queues.abandon();
+        if p.io_uring == Some(true) {
+            return Err(detach(
+                "-o io_uring: the kernel did not accept FUSE_OVER_IO_URING at INIT".into(),
+            ));
+        }
+        log::info!("serving through /dev/fuse: the kernel did not accept FUSE_OVER_IO_URING");
+        return Ok(Served {
+            session,
+            ring: None,
+        });
+    }
+    let count = queues.len();
+    match queues.start(
+        ops.clone(),
+        dev,
+        n.max_write,
+        n.max_readahead,
+        n.setxattr_ext,
+    ) {
+        Ok(running) => {
+            ops.set_transport(Transport::IoUring { queues: count });
+            Ok(Served {
+                session,
+                ring: Some(running),
+            })
+        }
+        // A refused registration turns the ring off in the kernel, which
+        // then serves through /dev/fuse.
+        Err(e) if p.io_uring != Some(true) => {
+            log::warn!("serving through /dev/fuse: io_uring registration failed: {e}");
+            Ok(Served {
+                session,
+                ring: None,
+            })
+        }
+        Err(e) => Err(detach(format!("-o io_uring: {e}"))),
+    }
 }
 
 fn lazy_detach(mountpoint: &Path) -> Result<(), String> {
@@ -719,6 +842,12 @@ fn serve(
         space_reserve: args
             .space_reserve_mb
             .map_or_else(|| space_reserve(args.memtable_size), |mb| mb << 20),
+        io_uring: false,
+    };
+    let ring = ring_queues(parsed, args.uring_depth)?;
+    let config = FsConfig {
+        io_uring: ring.is_some(),
+        ..config
     };
     let dyn_store: Arc<dyn Store> = store.clone();
     let fs = FuseFs::new(dyn_store, config).map_err(|e| {
@@ -727,15 +856,19 @@ fn serve(
             args.data_dir.display()
         )
     })?;
-    let session = start_session(fs, mountpoint, parsed, args.threads)?;
+    let ops = fs.ops().clone();
+    let Served { session, ring } = start_session(fs, mountpoint, parsed, args.threads, ring)?;
     if args.readahead_kb > 0 {
         set_readahead(mountpoint, args.readahead_kb);
     }
+    let transport = match ops.transport() {
+        Transport::IoUring { queues } => format!("io_uring, {queues} queues"),
+        Transport::DevFuse { threads } => format!("/dev/fuse, {threads} threads"),
+    };
     log::info!(
-        "mounted {} on {} ({} threads, sync {}{})",
+        "mounted {} on {} ({transport}, sync {}{})",
         args.data_dir.display(),
         mountpoint.display(),
-        args.threads.max(1),
         args.sync,
         if parsed.read_only { ", read-only" } else { "" }
     );
@@ -771,6 +904,9 @@ fn serve(
     }
     if let Err(e) = session.join() {
         log::warn!("the FUSE session ended with: {e}");
+    }
+    if let Some(r) = ring {
+        r.wait(BUSY_GRACE);
     }
     Ok(())
 }

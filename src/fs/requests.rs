@@ -54,9 +54,16 @@ impl RequestCounts {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// `fuse_requests  N (lookup a, write b, ...)`, busiest first; kinds
-    /// never seen are left out.
-    pub fn text(&self) -> String {
+    /// Add `other`'s counts to these.
+    pub fn add(&self, other: &RequestCounts) {
+        for (c, o) in self.counts.iter().zip(&other.counts) {
+            c.fetch_add(o.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// `LABEL  N (lookup a, write b, ...)`, busiest first; kinds never seen
+    /// are left out.
+    pub fn text(&self, label: &str) -> String {
         let mut seen: Vec<(u64, &str)> = self
             .counts
             .iter()
@@ -67,7 +74,7 @@ impl RequestCounts {
         seen.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         let total: u64 = seen.iter().map(|(c, _)| c).sum();
         let parts: Vec<String> = seen.iter().map(|(c, n)| format!("{n} {c}")).collect();
-        format!("fuse_requests        {total} ({})\n", parts.join(", "))
+        format!("{label:<20} {total} ({})\n", parts.join(", "))
     }
 }
 
@@ -79,7 +86,7 @@ mod tests {
     fn counts_and_text() {
         let r = RequestCounts::default();
         assert_eq!(NAMES.len(), Req::Lseek as usize + 1);
-        assert_eq!(r.text(), "fuse_requests        0 ()\n");
+        assert_eq!(r.text("fuse_requests"), "fuse_requests        0 ()\n");
         for _ in 0..3 {
             r.count(Req::Write);
         }
@@ -87,7 +94,7 @@ mod tests {
         r.count(Req::Lseek);
         assert_eq!(r.get(Req::Write), 3);
         assert_eq!(
-            r.text(),
+            r.text("fuse_requests"),
             "fuse_requests        5 (write 3, lookup 1, lseek 1)\n"
         );
     }

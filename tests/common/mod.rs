@@ -18,6 +18,49 @@ pub struct Mounted {
     child: Option<Child>,
     log: PathBuf,
     extra: Vec<String>,
+    /// Leave the transport to the daemon's default (no `-o [no_]io_uring`).
+    default_transport: bool,
+}
+
+/// The environment variable that runs the mount suites on the io_uring
+/// transport (`LSMFS_TEST_TRANSPORT=io_uring`, see scripts/test.sh).
+pub const TRANSPORT_ENV: &str = "LSMFS_TEST_TRANSPORT";
+pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether this run's mounts are on the io_uring transport.
+pub fn ring_run() -> bool {
+    std::env::var(TRANSPORT_ENV).is_ok_and(|v| v == "io_uring")
+}
+
+/// Serialises the tests of one process that set `enable_uring`.
+static ENABLE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `enable_uring` set to `value` while this lives, then restored (also on
+/// panic). The kernel reads it when a mount's INIT is answered, so it
+/// needs to stay set only until the mount is up. None: the kernel has no
+/// FUSE over io_uring, or we may not set it (not root).
+pub struct EnableUring {
+    old: String,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl EnableUring {
+    pub fn set(value: bool) -> Option<EnableUring> {
+        let lock = ENABLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let old = std::fs::read_to_string(ENABLE_URING).ok()?;
+        let want = if value { "Y" } else { "N" };
+        std::fs::write(ENABLE_URING, want).ok()?;
+        Some(EnableUring {
+            old: old.trim().to_string(),
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for EnableUring {
+    fn drop(&mut self) {
+        let _ = std::fs::write(ENABLE_URING, &self.old);
+    }
 }
 
 fn mounted(mnt: &Path) -> bool {
@@ -33,12 +76,21 @@ fn mounted(mnt: &Path) -> bool {
 }
 
 fn statfs_ok(p: &Path) -> bool {
+    statfs_errno(p).is_none()
+}
+
+/// statfs's errno at `p` (None: it succeeded).
+fn statfs_errno(p: &Path) -> Option<i32> {
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return false;
+        return Some(libc::EINVAL);
     };
     // SAFETY: statvfs writes into a zeroed struct we own.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 }
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
+        None
+    } else {
+        std::io::Error::last_os_error().raw_os_error()
+    }
 }
 
 impl Mounted {
@@ -47,15 +99,21 @@ impl Mounted {
     }
 
     pub fn with_args(extra: &[&str]) -> Mounted {
-        Self::build(extra, None)
+        Self::build(extra, None, false)
+    }
+
+    /// A mount that picks its own transport (as `lsmfs mount` does without
+    /// `-o io_uring`/`-o no_io_uring`); the caller sets `enable_uring`.
+    pub fn with_default_transport(extra: &[&str]) -> Mounted {
+        Self::build(extra, None, true)
     }
 
     /// A mount whose data directory is on a tmpfs of `mib` MiB (root only).
     pub fn on_small_disk(mib: u64, extra: &[&str]) -> Mounted {
-        Self::build(extra, Some(mib))
+        Self::build(extra, Some(mib), false)
     }
 
-    fn build(extra: &[&str], disk_mib: Option<u64>) -> Mounted {
+    fn build(extra: &[&str], disk_mib: Option<u64>, default_transport: bool) -> Mounted {
         let tmp = tempfile::Builder::new()
             .prefix("lsmfs-test")
             .tempdir()
@@ -76,6 +134,7 @@ impl Mounted {
             child: None,
             log,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            default_transport,
         };
         m.start();
         m
@@ -109,11 +168,28 @@ impl Mounted {
         } else {
             &["--space-reserve-mb", "64"]
         };
+        // Every mount names its transport unless the test chose one or
+        // asked for the default; a ring mount sets enable_uring (as root)
+        // until it is up.
+        let chosen = self.default_transport || self.extra.iter().any(|a| a.contains("io_uring"));
+        let transport: &[&str] = match (chosen, ring_run()) {
+            (true, _) => &[],
+            (false, true) => &["-o", "io_uring"],
+            (false, false) => &["-o", "no_io_uring"],
+        };
+        let ring = self
+            .extra
+            .iter()
+            .map(String::as_str)
+            .chain(transport.iter().copied())
+            .any(|a| a.split(',').any(|o| o == "io_uring"));
+        let _enable = ring.then(|| EnableUring::set(true)).flatten();
         let child = Command::new(env!("CARGO_BIN_EXE_lsmfs"))
             .arg("mount")
             .arg(&self.data)
             .arg(&self.mnt)
             .args(&self.extra)
+            .args(transport)
             .args(reserve)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -163,10 +239,17 @@ impl Mounted {
     }
 
     /// kill -9 the daemon (ours only), leaving its stale mount behind.
+    /// Returns once the kernel has torn the connection down: for a moment
+    /// after an io_uring daemon dies, requests get ECANCELED (its queues
+    /// are cancelled before the connection) rather than ENOTCONN.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while statfs_errno(&self.mnt) == Some(libc::ECANCELED) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
