@@ -3,6 +3,9 @@
 # after each kill: `lsmfs check` must be clean, the next mount must detach the
 # stale mount point, and the tree must match the workload's journal.
 # usage: scripts/crash-loop.sh [CYCLES] [WORKDIR]
+#   LSMFS_TRANSPORT=io_uring|no_io_uring   mount with -o that (default: lsmfs's
+#   default); io_uring sets fuse.enable_uring=Y around each mount and
+#   restores it, and the run fails unless every mount was served by the ring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES=${1:-300}
@@ -16,7 +19,11 @@ else
 fi
 DATA=$WORK/data MNT=$WORK/mnt STATE=$WORK/state LOGS=$WORK/logs
 PID=""
+TRANSPORT=${LSMFS_TRANSPORT:-}
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_OLD=$(cat "$URING_PARAM" 2>/dev/null || true)
 cleanup() {
+  [ -n "$URING_OLD" ] && echo "$URING_OLD" >"$URING_PARAM" 2>/dev/null || true
   [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
   umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 }
@@ -26,9 +33,21 @@ rm -rf "$WORK"; mkdir -p "$MNT" "$LOGS"
 $WL init "$STATE"
 mounted() { grep -q " $MNT fuse" /proc/mounts && stat -f "$MNT" >/dev/null 2>&1; }
 start() {
-  RUST_LOG=info "$BIN" mount "$DATA" "$MNT" --memtable-size 262144 >>"$LOGS/daemon-$1.log" 2>&1 &
+  local opts=()
+  [ -n "$TRANSPORT" ] && opts=(-o "$TRANSPORT")
+  [ "$TRANSPORT" = io_uring ] && echo Y >"$URING_PARAM"
+  RUST_LOG=info "$BIN" mount "$DATA" "$MNT" --memtable-size 262144 "${opts[@]}" >>"$LOGS/daemon-$1.log" 2>&1 &
   PID=$!
-  for _ in $(seq 1 500); do mounted && return 0; sleep 0.02; done
+  for _ in $(seq 1 500); do
+    if mounted; then
+      [ "$TRANSPORT" = io_uring ] && echo "$URING_OLD" >"$URING_PARAM"
+      if [ "$TRANSPORT" = io_uring ] && ! grep -q "(io_uring, " "$LOGS/daemon-$1.log"; then
+        echo "cycle $1: not served by io_uring"; tail "$LOGS/daemon-$1.log"; exit 1
+      fi
+      return 0
+    fi
+    sleep 0.02
+  done
   echo "cycle $1: mount did not come up"; tail "$LOGS/daemon-$1.log"; exit 1
 }
 in_flush=0 in_compaction=0 flushes=0 compactions=0
@@ -60,4 +79,4 @@ start final
 $WL verify "$MNT" "$STATE" || { echo "final verification FAILED"; exit 1; }
 umount "$MNT"; wait "$PID"; PID=""
 "$BIN" check "$DATA" | tail -3
-echo "crash-loop: $CYCLES kill -9 cycles, 0 problems; killed during a flush: $in_flush, during a compaction: $in_compaction (flushes completed: $flushes, compactions completed: $compactions)"
+echo "crash-loop: $CYCLES kill -9 cycles, 0 problems (transport: ${TRANSPORT:-default}); killed during a flush: $in_flush, during a compaction: $in_compaction (flushes completed: $flushes, compactions completed: $compactions)"

@@ -2,6 +2,8 @@
 //! middle of a mixed workload, `lsmfs check`, remount over the stale mount
 //! point, and verification against the workload's journal.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -18,6 +20,14 @@ fn kill9_cycles_with_journal_verification() {
         .arg("4")
         .arg(work.path().join("run"))
         .env("LSMFS_BIN", env!("CARGO_BIN_EXE_lsmfs"))
+        .env(
+            "LSMFS_TRANSPORT",
+            if common::ring_run() {
+                "io_uring"
+            } else {
+                "no_io_uring"
+            },
+        )
         .output()
         .expect("run crash-loop.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
