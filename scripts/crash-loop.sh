@@ -20,6 +20,8 @@ fi
 DATA=$WORK/data MNT=$WORK/mnt STATE=$WORK/state LOGS=$WORK/logs
 PID=""
 TRANSPORT=${LSMFS_TRANSPORT:-}
+TRANSPORT_RE=
+[ "$TRANSPORT" = io_uring ] && TRANSPORT_RE="io_uring, "
 URING_PARAM=/sys/module/fuse/parameters/enable_uring
 URING_OLD=$(cat "$URING_PARAM" 2>/dev/null || true)
 cleanup() {
@@ -39,15 +41,15 @@ start() {
   RUST_LOG=info "$BIN" mount "$DATA" "$MNT" --memtable-size 262144 "${opts[@]}" >>"$LOGS/daemon-$1.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 500); do
-    if mounted; then
+    # up, and its "mounted ... (TRANSPORT, ...)" line written
+    if mounted && grep -q "^.* mounted .* ($TRANSPORT_RE" "$LOGS/daemon-$1.log"; then
       [ "$TRANSPORT" = io_uring ] && echo "$URING_OLD" >"$URING_PARAM"
-      if [ "$TRANSPORT" = io_uring ] && ! grep -q "(io_uring, " "$LOGS/daemon-$1.log"; then
-        echo "cycle $1: not served by io_uring"; tail "$LOGS/daemon-$1.log"; exit 1
-      fi
       return 0
     fi
     sleep 0.02
   done
+  [ "$TRANSPORT" = io_uring ] && grep -q " mounted " "$LOGS/daemon-$1.log" &&
+    echo "cycle $1: not served by io_uring"
   echo "cycle $1: mount did not come up"; tail "$LOGS/daemon-$1.log"; exit 1
 }
 in_flush=0 in_compaction=0 flushes=0 compactions=0
