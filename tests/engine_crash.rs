@@ -43,7 +43,12 @@ fn random_batch(rng: &mut StdRng) -> Ops {
             let k = format!("k{i:04}").into_bytes();
             match rng.gen_range(0..100) {
                 0..=79 => {
-                    let len = rng.gen_range(1..300);
+                    // Some values large enough for blob files.
+                    let len = if rng.gen_bool(0.05) {
+                        rng.gen_range(4096..6000)
+                    } else {
+                        rng.gen_range(1..300)
+                    };
                     Op::Put(k, (0..len).map(|_| rng.gen::<u8>()).collect())
                 }
                 80..=96 => Op::Delete(k),

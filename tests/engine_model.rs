@@ -92,6 +92,7 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
     let mut db = Db::open(dir, opts.clone()).expect("open");
     let mut model = Model::new();
     let mut snaps: Vec<(lsmfs::engine::Snapshot, Model)> = Vec::new();
+    let mut blob_bytes = 0;
     for step in 0..steps {
         match rng.gen_range(0..100) {
             0..=44 => {
@@ -163,6 +164,7 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
             }
             _ => {
                 snaps.clear();
+                blob_bytes += db.stats().bytes_blob_written;
                 db.close().expect("close");
                 drop(db);
                 db = Db::open(dir, opts.clone()).expect("reopen");
@@ -177,6 +179,10 @@ fn run_model(dir: &Path, opts: Options, seed: u64, steps: usize) {
     );
     let stats = db.stats();
     assert!(stats.num_flushes > 0, "the workload must flush: {stats}");
+    assert!(
+        blob_bytes + stats.bytes_blob_written > 0,
+        "large values must go to blob files: {stats}"
+    );
     db.close().expect("close");
     drop(db);
     let db = Db::open(dir, opts).expect("final reopen");
@@ -225,6 +231,59 @@ fn compaction_drops_tombstones_at_the_bottom() {
         "everything deleted, nothing should remain: {stats}"
     );
     assert!(full_scan(&db).is_empty());
+}
+
+/// Large values live in blob files; once compactions have dropped every
+/// reference to a blob file, the file leaves the Version and the disk.
+#[test]
+fn blob_files_come_and_go_with_their_references() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    let big = |i: u32| vec![(i % 251) as u8; 4096 + (i as usize % 300)];
+    for i in 0..400u32 {
+        db.put(format!("b{i:05}").as_bytes(), &big(i)).expect("put");
+    }
+    db.flush().expect("flush");
+    let stats = db.stats();
+    assert!(stats.blob_files > 0, "{stats}");
+    let table_bytes: u64 = stats.levels.iter().map(|l| l.bytes).sum();
+    assert!(
+        table_bytes < stats.blob_bytes / 10,
+        "tables hold references, not values: {stats}"
+    );
+    for i in (0..400u32).step_by(7) {
+        assert_eq!(
+            db.get(format!("b{i:05}").as_bytes()).expect("get"),
+            Some(big(i))
+        );
+    }
+    let all = full_scan(&db);
+    assert_eq!(all.len(), 400);
+    assert!(all.iter().all(|(k, v)| {
+        let i: u32 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+        *v == big(i)
+    }));
+    // Overwrite half, delete the rest: every old record becomes garbage.
+    for i in 0..200u32 {
+        db.put(format!("b{i:05}").as_bytes(), b"small")
+            .expect("put");
+    }
+    db.delete_range(b"b00200", b"b99999").expect("delete_range");
+    db.compact_range(None, None).expect("compact");
+    let stats = db.stats();
+    assert_eq!(stats.blob_files, 0, "all-garbage blob files go: {stats}");
+    let blobs_on_disk = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".blob"))
+        })
+        .count();
+    assert_eq!(blobs_on_disk, 0);
+    assert_eq!(full_scan(&db).len(), 200);
+    drop(db);
+    let db = Db::open(dir.path(), small_options()).expect("reopen");
+    assert_eq!(full_scan(&db).len(), 200);
 }
 
 #[test]

@@ -22,6 +22,10 @@
 //! written to the outputs, clipped at the cuts between them so that each
 //! output's key range still covers its own tombstones and the level stays
 //! disjoint.
+//!
+//! Blob references (see `blob`) are copied like any value; one that is
+//! dropped makes its record garbage, and `merge` reports the garbage per
+//! blob file for the compaction's edit.
 
 use super::db::SCAN_READ_AHEAD;
 use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
@@ -36,6 +40,7 @@ use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{LevelIterator, Version};
 use super::version_edit::{FileMetaData, VersionEdit};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -199,6 +204,14 @@ impl<'a> DeeperLevels<'a> {
     }
 }
 
+/// What a merge wrote, and the blob records whose references it dropped:
+/// blob file → (records, bytes).
+#[derive(Debug, Default)]
+pub struct MergeOutput {
+    pub tables: Vec<FileMetaData>,
+    pub blob_garbage: BTreeMap<u64, (u64, u64)>,
+}
+
 /// Merge the inputs into new tables for `level + 1`. `new_file` allocates a
 /// file number (and registers it as pending so it is not collected).
 /// Tables are fsync'd by their builder; the caller fsyncs the directory
@@ -207,7 +220,8 @@ pub fn merge(
     c: &Compaction,
     ctx: &MergeContext<'_>,
     new_file: &mut dyn FnMut() -> u64,
-) -> Result<Vec<FileMetaData>> {
+) -> Result<MergeOutput> {
+    let mut blob_garbage: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     // Inputs are read whole: in large runs, and around the block cache.
     let ahead = ReadAhead {
         upper: None,
@@ -310,6 +324,12 @@ pub fn merge(
                     && !deeper.may_contain(parsed.user_key)
             };
             last_seq_for_key = parsed.sequence;
+            if drop && parsed.value_type == ValueType::BlobIndex {
+                let r = super::blob::decode_ref(ctx.dir, input.value())?;
+                let g = blob_garbage.entry(r.file).or_default();
+                g.0 += 1;
+                g.1 += r.size;
+            }
             if !drop {
                 if builder.is_none() {
                     let n = new_file();
@@ -344,7 +364,10 @@ pub fn merge(
         }
         return Err(e);
     }
-    Ok(outputs)
+    Ok(MergeOutput {
+        tables: outputs,
+        blob_garbage,
+    })
 }
 
 /// Whether a file at `level` or deeper overlaps `t`'s range.

@@ -22,13 +22,18 @@
 //!   later write fails rather than land behind a damaged record
 //!   (rocksdb#6316); the next open starts a fresh WAL and MANIFEST.
 
+use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
 use super::cache::BlockCache;
 use super::compaction::{self, Compaction, MergeContext};
 use super::db_iter::DbIterator;
-use super::dbformat::{lookup_key, parse_internal_key, user_key, SequenceNumber};
+use super::dbformat::{
+    lookup_key, make_internal_key, parse_internal_key, user_key, SequenceNumber, ValueType,
+};
 use super::env::{Env, FileLock, WritableFile};
 use super::error::{Error, Result};
-use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
+use super::filename::{
+    blob_file_name, lock_file_name, log_file_name, parse_file_name, table_file_name, FileType,
+};
 use super::iterator::InternalIterator;
 use super::log_reader::LogReader;
 use super::log_writer::LogWriter;
@@ -79,6 +84,13 @@ pub struct DbStats {
     pub bytes_flushed: u64,
     pub bytes_compacted_read: u64,
     pub bytes_compacted_written: u64,
+    /// Blob files written by flushes, and by GC relocating live records.
+    pub bytes_blob_written: u64,
+    pub bytes_blob_relocated: u64,
+    pub blob_gc_runs: u64,
+    pub blob_files: usize,
+    pub blob_bytes: u64,
+    pub blob_garbage_bytes: u64,
     pub num_flushes: u64,
     pub num_compactions: u64,
     pub num_trivial_moves: u64,
@@ -100,8 +112,16 @@ impl DbStats {
         if self.user_bytes_written == 0 {
             return 0.0;
         }
-        (self.wal_bytes_written + self.bytes_flushed + self.bytes_compacted_written) as f64
+        (self.wal_bytes_written + self.table_bytes_written() + self.blob_bytes_written()) as f64
             / self.user_bytes_written as f64
+    }
+
+    pub fn table_bytes_written(&self) -> u64 {
+        self.bytes_flushed + self.bytes_compacted_written
+    }
+
+    pub fn blob_bytes_written(&self) -> u64 {
+        self.bytes_blob_written + self.bytes_blob_relocated
     }
 
     pub fn block_cache_hit_rate(&self) -> f64 {
@@ -136,7 +156,31 @@ impl std::fmt::Display for DbStats {
             self.num_compactions,
             self.num_trivial_moves
         )?;
-        writeln!(f, "write_amplification  {:.2}", self.write_amplification())?;
+        writeln!(
+            f,
+            "blob_files           {} ({} bytes, {} garbage; {} written by flushes, {} relocated by {} GC runs)",
+            self.blob_files,
+            self.blob_bytes,
+            self.blob_garbage_bytes,
+            self.bytes_blob_written,
+            self.bytes_blob_relocated,
+            self.blob_gc_runs
+        )?;
+        let per_user = |n: u64| {
+            if self.user_bytes_written == 0 {
+                0.0
+            } else {
+                n as f64 / self.user_bytes_written as f64
+            }
+        };
+        writeln!(
+            f,
+            "write_amplification  {:.2} (WAL {:.2}, tables {:.2}, blobs {:.2})",
+            self.write_amplification(),
+            per_user(self.wal_bytes_written),
+            per_user(self.table_bytes_written()),
+            per_user(self.blob_bytes_written())
+        )?;
         writeln!(f, "memtable_bytes       {}", self.memtable_bytes)?;
         writeln!(f, "wal_bytes            {}", self.wal_bytes)?;
         writeln!(
@@ -164,6 +208,9 @@ struct Counters {
     bytes_flushed: AtomicU64,
     bytes_compacted_read: AtomicU64,
     bytes_compacted_written: AtomicU64,
+    bytes_blob_written: AtomicU64,
+    blob_gc_runs: AtomicU64,
+    bytes_blob_relocated: AtomicU64,
     num_flushes: AtomicU64,
     num_compactions: AtomicU64,
     num_trivial_moves: AtomicU64,
@@ -231,6 +278,7 @@ struct Shared {
     /// Serialises flushes and compactions (every change of the file set).
     version_lock: Mutex<()>,
     tables: Arc<TableCache>,
+    blobs: Arc<BlobCache>,
     block_cache: Arc<BlockCache>,
     /// Highest sequence number whose batch is fully in the memtable.
     visible_seq: AtomicU64,
@@ -317,8 +365,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Delete tables no Version names and temp files (at open, before anything
-/// is written).
+/// Delete tables and blob files no Version names, and temp files (at open,
+/// before anything is written).
 fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
     let names = match env.list_dir(dir) {
         Ok(n) => n,
@@ -329,7 +377,7 @@ fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
     };
     for name in names {
         let stray = match parse_file_name(&name) {
-            Some(FileType::Table(n)) => !live.contains(&n),
+            Some(FileType::Table(n) | FileType::Blob(n)) => !live.contains(&n),
             Some(FileType::Temp) => true,
             _ => false,
         };
@@ -389,7 +437,12 @@ impl Db {
                 .filter(|n| {
                     matches!(
                         parse_file_name(n),
-                        Some(FileType::Log(_) | FileType::Table(_) | FileType::Manifest(_))
+                        Some(
+                            FileType::Log(_)
+                                | FileType::Table(_)
+                                | FileType::Blob(_)
+                                | FileType::Manifest(_)
+                        )
                     )
                 })
                 .collect();
@@ -452,6 +505,7 @@ impl Db {
             versions: Mutex::new(versions),
             version_lock: Mutex::new(()),
             tables,
+            blobs: Arc::new(BlobCache::new(env.clone(), dir.to_path_buf())),
             block_cache,
             visible_seq: AtomicU64::new(max_seq),
             snapshots: Mutex::new(BTreeMap::new()),
@@ -523,17 +577,9 @@ impl Db {
                 *max_seq = (*max_seq).max(last);
                 batches += 1;
                 if !opts.read_only && mem.approximate_memory_usage() > opts.write_buffer_size {
-                    let meta = write_level0_table(
-                        env,
-                        dir,
-                        opts,
-                        versions.new_file_number(),
-                        &mem,
-                        u64::MAX,
-                    )?;
-                    if let Some(m) = meta {
-                        edit.new_files.push((0, m));
-                    }
+                    let numbers = (versions.new_file_number(), versions.new_file_number());
+                    let out = write_level0_table(env, dir, opts, numbers, &mem, u64::MAX)?;
+                    add_level0_output(edit, out);
                     mem = Arc::new(MemTable::new());
                 }
             }
@@ -552,11 +598,9 @@ impl Db {
             return Ok(mem);
         }
         if !mem.is_empty() {
-            let meta =
-                write_level0_table(env, dir, opts, versions.new_file_number(), &mem, u64::MAX)?;
-            if let Some(m) = meta {
-                edit.new_files.push((0, m));
-            }
+            let numbers = (versions.new_file_number(), versions.new_file_number());
+            let out = write_level0_table(env, dir, opts, numbers, &mem, u64::MAX)?;
+            add_level0_output(edit, out);
         }
         if !edit.new_files.is_empty() {
             env.sync_dir(dir)?;
@@ -747,6 +791,11 @@ impl Db {
         lock(&self.handle.shared.state).current.clone()
     }
 
+    /// The open blob files (for `check`, which reads every reference).
+    pub fn blob_cache(&self) -> &Arc<BlobCache> {
+        &self.handle.shared.blobs
+    }
+
     /// The open-table cache (for `check`, which reads every block).
     pub fn table_cache(&self) -> &Arc<TableCache> {
         &self.handle.shared.tables
@@ -782,6 +831,12 @@ impl Db {
             bytes_flushed: get(&c.bytes_flushed),
             bytes_compacted_read: get(&c.bytes_compacted_read),
             bytes_compacted_written: get(&c.bytes_compacted_written),
+            bytes_blob_written: get(&c.bytes_blob_written),
+            bytes_blob_relocated: get(&c.bytes_blob_relocated),
+            blob_gc_runs: get(&c.blob_gc_runs),
+            blob_files: current.blobs.len(),
+            blob_bytes: current.blobs.values().map(|b| b.file_size).sum(),
+            blob_garbage_bytes: current.blobs.values().map(|b| b.garbage_bytes).sum(),
             num_flushes: get(&c.num_flushes),
             num_compactions: get(&c.num_compactions),
             num_trivial_moves: get(&c.num_trivial_moves),
@@ -807,14 +862,18 @@ impl Db {
 /// So is an entry a range deletion of the memtable hides from every
 /// snapshot. Deletion markers and range deletions are kept — deeper levels
 /// may hold what they hide.
+///
+/// Values of at least `min_blob_size` bytes go to a new blob file (number
+/// `numbers.1`, fsync'd too), the table (`numbers.0`) holding references.
 pub(crate) fn write_level0_table(
     env: &Arc<dyn Env>,
     dir: &Path,
     opts: &Options,
-    number: u64,
+    numbers: (u64, u64),
     mem: &Arc<MemTable>,
     smallest_snapshot: SequenceNumber,
-) -> Result<Option<FileMetaData>> {
+) -> Result<Option<Level0Output>> {
+    let (number, blob_number) = numbers;
     let mut it = mem.iter();
     it.seek_to_first();
     let ranges = mem.range_deletions();
@@ -832,6 +891,7 @@ pub(crate) fn write_level0_table(
     let mut last_user_key: Vec<u8> = Vec::new();
     let mut last_seq = u64::MAX;
     let mut first = true;
+    let mut blob: Option<BlobWriter> = None;
     while it.valid() {
         let key = it.key();
         let (ukey, seq) = match parse_internal_key(key) {
@@ -850,7 +910,25 @@ pub(crate) fn write_level0_table(
         last_seq = seq;
         first = false;
         if !shadowed {
-            if let Err(e) = builder.add(key, it.value()) {
+            let value = it.value();
+            let added = if opts.min_blob_size > 0 && value.len() >= opts.min_blob_size {
+                (|| {
+                    if blob.is_none() {
+                        blob = Some(BlobWriter::create(env.as_ref(), dir, blob_number)?);
+                    }
+                    let Some(w) = blob.as_mut() else {
+                        return Ok(());
+                    };
+                    let r = w.add(ukey, value)?;
+                    builder.add(
+                        &make_internal_key(ukey, seq, ValueType::BlobIndex),
+                        &r.encode(),
+                    )
+                })()
+            } else {
+                builder.add(key, value)
+            };
+            if let Err(e) = added {
                 builder.abandon();
                 return Err(e);
             }
@@ -858,7 +936,42 @@ pub(crate) fn write_level0_table(
         it.next();
     }
     it.status()?;
-    compaction::finish_output(number, builder).map(Some)
+    let blob = match blob {
+        Some(w) => Some(w.finish()?),
+        None => None,
+    };
+    let table = compaction::finish_output(number, builder)?;
+    Ok(Some(Level0Output { table, blob }))
+}
+
+/// Record dropped blob references in `edit`, and delete (in the same edit)
+/// every blob file of `current` whose records are then all garbage.
+fn add_blob_garbage(
+    edit: &mut VersionEdit,
+    current: &Version,
+    garbage: &BTreeMap<u64, (u64, u64)>,
+) {
+    for (&n, &(records, bytes)) in garbage {
+        edit.blob_garbage.push((n, records, bytes));
+        if let Some(b) = current.blobs.get(&n) {
+            if b.garbage_records + records >= b.records {
+                edit.deleted_blobs.insert(n);
+            }
+        }
+    }
+}
+
+/// What a flush wrote: a table, and the blob file its references point into.
+pub(crate) struct Level0Output {
+    pub(crate) table: FileMetaData,
+    pub(crate) blob: Option<BlobFileMeta>,
+}
+
+fn add_level0_output(edit: &mut VersionEdit, out: Option<Level0Output>) {
+    if let Some(o) = out {
+        edit.new_files.push((0, o.table));
+        edit.new_blobs.extend(o.blob);
+    }
 }
 
 impl Shared {
@@ -882,6 +995,7 @@ impl Shared {
         }
         match version.get(&self.tables, &lookup_key(key, seq), &mut cover)? {
             TableGet::Found(v) => Ok(Some(v)),
+            TableGet::Blob(r) => self.blobs.get(key, &r).map(Some),
             TableGet::Deleted | TableGet::NotFound => Ok(None),
         }
     }
@@ -912,12 +1026,14 @@ impl Shared {
             }
         }
         children.extend(version.iterators(&self.tables, ahead)?);
+        let window = ahead.map_or(0, |a| a.max_bytes);
         Ok(DbIterator::new(
             MergingIterator::new(children),
             seq,
             version,
             None,
             ranges,
+            BlobPrefetcher::new(self.blobs.clone(), window),
         ))
     }
 
@@ -1258,29 +1374,40 @@ impl Shared {
                 None => return Ok(()),
             }
         };
-        let number = lock(&self.versions).new_file_number();
-        lock(&self.state).pending_outputs.insert(number);
+        let numbers = {
+            let mut vs = lock(&self.versions);
+            (vs.new_file_number(), vs.new_file_number())
+        };
+        {
+            let mut st = lock(&self.state);
+            st.pending_outputs.insert(numbers.0);
+            st.pending_outputs.insert(numbers.1);
+        }
         let result = (|| {
             let built = write_level0_table(
                 &self.env,
                 &self.dir,
                 &self.opts,
-                number,
+                numbers,
                 &imm,
                 self.smallest_snapshot(),
             )
-            .and_then(|meta| {
-                if meta.is_some() {
+            .and_then(|out| {
+                if out.is_some() {
                     self.env.sync_dir(&self.dir)?;
                 }
-                Ok(meta)
+                Ok(out)
             });
-            let meta = built.inspect_err(|_| self.discard_outputs(&[number]))?;
+            let out = built.inspect_err(|_| self.discard_outputs(&[numbers.0, numbers.1]))?;
             let mut edit = VersionEdit::default();
-            if let Some(m) = meta {
-                add(&self.counters.bytes_flushed, m.file_size);
-                edit.new_files.push((0, m));
+            if let Some(o) = &out {
+                add(&self.counters.bytes_flushed, o.table.file_size);
+                add(
+                    &self.counters.bytes_blob_written,
+                    o.blob.as_ref().map_or(0, |b| b.file_size),
+                );
             }
+            add_level0_output(&mut edit, out);
             edit.log_number = Some(log_number);
             edit.prev_log_number = Some(0);
             edit.last_sequence = Some(self.visible_seq.load(Ordering::Acquire));
@@ -1288,7 +1415,8 @@ impl Shared {
             Ok(v)
         })();
         let mut st = lock(&self.state);
-        st.pending_outputs.remove(&number);
+        st.pending_outputs.remove(&numbers.0);
+        st.pending_outputs.remove(&numbers.1);
         let v = result?;
         st.current = v;
         st.imm = None;
@@ -1337,18 +1465,20 @@ impl Shared {
             n
         };
         let built = compaction::merge(c, &ctx, &mut new_file)
-            .and_then(|outputs| self.env.sync_dir(&self.dir).map(|()| outputs));
+            .and_then(|out| self.env.sync_dir(&self.dir).map(|()| out));
         let result = match built {
             Err(e) => {
                 self.discard_outputs(&allocated);
                 Err(e)
             }
-            Ok(outputs) => {
-                let written: u64 = outputs.iter().map(|f| f.file_size).sum();
-                for f in outputs {
+            Ok(out) => {
+                let written: u64 = out.tables.iter().map(|f| f.file_size).sum();
+                for f in out.tables {
                     edit.new_files.push((c.level + 1, f));
                 }
-                let applied = lock(&self.versions).log_and_apply(&mut edit);
+                let mut vs = lock(&self.versions);
+                add_blob_garbage(&mut edit, &vs.current(), &out.blob_garbage);
+                let applied = vs.log_and_apply(&mut edit);
                 applied.map(|v| (v, written))
             }
         };
@@ -1367,13 +1497,17 @@ impl Shared {
         Ok(())
     }
 
-    /// Delete the tables a failed flush or compaction was writing (no edit
-    /// names them), so that a full disk gets its space back at once.
+    /// Delete the tables and blob files a failed flush or compaction was
+    /// writing (no edit names them), so that a full disk gets its space
+    /// back at once.
     fn discard_outputs(&self, numbers: &[u64]) {
         for &n in numbers {
-            let path = table_file_name(&self.dir, n);
-            if let Err(e) = self.env.remove_file(&path) {
-                log::debug!("discarding {}: {e}", path.display());
+            for path in [table_file_name(&self.dir, n), blob_file_name(&self.dir, n)] {
+                if self.env.exists(&path) {
+                    if let Err(e) = self.env.remove_file(&path) {
+                        log::debug!("discarding {}: {e}", path.display());
+                    }
+                }
             }
         }
     }
@@ -1424,7 +1558,9 @@ impl Shared {
         for name in names {
             let keep = match parse_file_name(&name) {
                 Some(FileType::Log(n)) => n >= log_number || n == prev_log || n == mem_log,
-                Some(FileType::Table(n)) => live.contains(&n) || pending.contains(&n),
+                Some(FileType::Table(n) | FileType::Blob(n)) => {
+                    live.contains(&n) || pending.contains(&n)
+                }
                 Some(FileType::Manifest(n)) => n >= manifest_number,
                 Some(FileType::Temp) => !at_open,
                 Some(FileType::Current | FileType::Lock) | None => true,
@@ -1437,8 +1573,10 @@ impl Shared {
             } else {
                 log::debug!("removing obsolete file {name}");
             }
-            if let Some(FileType::Table(n)) = parse_file_name(&name) {
-                self.tables.evict(n);
+            match parse_file_name(&name) {
+                Some(FileType::Table(n)) => self.tables.evict(n),
+                Some(FileType::Blob(n)) => self.blobs.evict(n),
+                _ => {}
             }
             if let Err(e) = self.env.remove_file(&self.dir.join(&name)) {
                 log::warn!("removing {name}: {e}");

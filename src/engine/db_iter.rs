@@ -6,6 +6,7 @@
 //! It owns `Arc`s of the memtables and the Version it reads, so flushes and
 //! compactions that happen while it is open do not disturb it.
 
+use super::blob::BlobPrefetcher;
 use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber, ValueType};
 use super::error::{Error, Result};
 use super::iterator::InternalIterator;
@@ -23,6 +24,8 @@ pub struct DbIterator {
     error: Option<Error>,
     /// The range deletions of every source that may cover the keys read.
     ranges: Vec<Arc<Fragments>>,
+    /// Reads the values tables hold as blob references.
+    blobs: BlobPrefetcher,
     /// Keeps the files of the Version alive while we read them.
     _version: Arc<Version>,
     /// Keeps snapshot registration (if any) alive.
@@ -36,6 +39,7 @@ impl DbIterator {
         version: Arc<Version>,
         guard: Option<Box<dyn Send + Sync>>,
         ranges: Vec<Arc<Fragments>>,
+        blobs: BlobPrefetcher,
     ) -> DbIterator {
         DbIterator {
             inner,
@@ -45,6 +49,7 @@ impl DbIterator {
             valid: false,
             error: None,
             ranges: ranges.into_iter().filter(|f| !f.is_empty()).collect(),
+            blobs,
             _version: version,
             _guard: guard,
         }
@@ -116,8 +121,21 @@ impl DbIterator {
                         ValueType::Deletion | ValueType::RangeDeletion => {
                             skipping = Some(p.user_key.to_vec());
                         }
-                        ValueType::Value if covered => {
+                        ValueType::Value | ValueType::BlobIndex if covered => {
                             skipping = Some(p.user_key.to_vec());
+                        }
+                        ValueType::BlobIndex => {
+                            match self.blobs.get(p.user_key, self.inner.value()) {
+                                Ok(v) => self.value = v,
+                                Err(e) => {
+                                    self.error = Some(e);
+                                    return;
+                                }
+                            }
+                            self.key.clear();
+                            self.key.extend_from_slice(p.user_key);
+                            self.valid = true;
+                            return;
                         }
                         ValueType::Value => {
                             self.key.clear();

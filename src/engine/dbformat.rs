@@ -22,6 +22,9 @@ pub enum ValueType {
     /// stream: it types the WAL record and the bound keys a table's
     /// tombstones give its MANIFEST entry.
     RangeDeletion = 2,
+    /// A value kept in a blob file: the entry's value is a blob reference
+    /// (see `blob`). Only in tables.
+    BlobIndex = 3,
 }
 
 impl ValueType {
@@ -30,13 +33,15 @@ impl ValueType {
             0 => Some(ValueType::Deletion),
             1 => Some(ValueType::Value),
             2 => Some(ValueType::RangeDeletion),
+            3 => Some(ValueType::BlobIndex),
             _ => None,
         }
     }
 }
 
-/// The type used when seeking: with equal user key and sequence, sorts first.
-pub const VALUE_TYPE_FOR_SEEK: ValueType = ValueType::Value;
+/// The type used when seeking: with equal user key and sequence, sorts
+/// first — so it is the highest type (LevelDB's kValueTypeForSeek).
+pub const VALUE_TYPE_FOR_SEEK: ValueType = ValueType::BlobIndex;
 
 pub fn pack_tag(seq: SequenceNumber, t: ValueType) -> u64 {
     (seq << 8) | t as u64

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `NNNNNN.log` | write-ahead log of one memtable |
 //! | `NNNNNN.sst` | SSTable |
+//! | `NNNNNN.blob` | blob file: large values the tables reference (see `blob`) |
 //! | `MANIFEST-NNNNNN` | log of VersionEdits |
 //! | `CURRENT` | the name of the live MANIFEST, newline-terminated |
 //! | `CURRENT.tmp`, `NNNNNN.tmp` | temporary files, garbage after a crash |
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub enum FileType {
     Log(u64),
     Table(u64),
+    Blob(u64),
     Manifest(u64),
     Current,
     Lock,
@@ -31,6 +33,10 @@ pub fn log_file_name(dir: &Path, number: u64) -> PathBuf {
 
 pub fn table_file_name(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:06}.sst"))
+}
+
+pub fn blob_file_name(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:06}.blob"))
 }
 
 pub fn manifest_file_name(dir: &Path, number: u64) -> PathBuf {
@@ -65,6 +71,7 @@ pub fn parse_file_name(name: &str) -> Option<FileType> {
     match ext {
         "log" => Some(FileType::Log(n)),
         "sst" => Some(FileType::Table(n)),
+        "blob" => Some(FileType::Blob(n)),
         "tmp" => Some(FileType::Temp),
         _ => None,
     }

@@ -120,7 +120,8 @@ impl MemTable {
         Some((
             p.sequence,
             match p.value_type {
-                ValueType::Value => MemGet::Value(v.clone()),
+                // (Blob references exist in tables only.)
+                ValueType::Value | ValueType::BlobIndex => MemGet::Value(v.clone()),
                 ValueType::Deletion | ValueType::RangeDeletion => MemGet::Deleted,
             },
         ))

@@ -13,6 +13,7 @@
 //! | `range_del` | range tombstones: fragments, their block format |
 //! | `memtable` | the sorted in-memory table |
 //! | `sstable` | immutable sorted table files, blocks, bloom filters |
+//! | `blob` | blob files: large values kept out of the tables |
 //! | `cache`, `table_cache` | LRU block cache, open-table cache |
 //! | `version_edit` | one change to the set of live files |
 //! | `version_set` | Versions, the MANIFEST, CURRENT, recovery of the file set |
@@ -21,6 +22,7 @@
 //! | `merge_iter`, `db_iter` | merged views over memtables and tables |
 //! | `db` | the public handle tying it together |
 
+pub mod blob;
 pub mod cache;
 pub mod coding;
 pub mod compaction;

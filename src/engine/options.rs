@@ -43,6 +43,9 @@ pub struct Options {
     /// `stats`): the WALs are replayed into memory only, no file is
     /// created or deleted, and writes are refused.
     pub read_only: bool,
+    /// Values of at least this many bytes are written to blob files at
+    /// flush, the tables keeping a reference (0: never). See `blob`.
+    pub min_blob_size: usize,
 }
 
 pub const NUM_LEVELS: usize = 7;
@@ -67,6 +70,8 @@ impl Default for Options {
             max_manifest_size: 4 << 20,
             background_compaction: true,
             read_only: false,
+            // A full 4 KiB file chunk, not the tail of a file or metadata.
+            min_blob_size: 4096,
         }
     }
 }

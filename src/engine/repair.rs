@@ -16,11 +16,15 @@
 //!    index or meta blocks (filter, properties, range deletions) are
 //!    unreadable is dropped whole. Each table's key range, sequence range and
 //!    entry count are computed from what was read, not from its properties;
-//! 3. names every kept table in L0 of a fresh MANIFEST, with the next file
+//! 3. keeps every blob file whose records all read and that some kept table
+//!    references, with its garbage counted from those references (a blob
+//!    file nothing references, or one that does not read whole, goes to
+//!    `lost/`; a reference into it then reads as an error naming it);
+//! 4. names every kept table in L0 of a fresh MANIFEST, with the next file
 //!    number and last sequence above everything seen, written and switched
 //!    to through `VersionSet` exactly as an open does (snapshot record,
 //!    fsync, CURRENT replaced atomically);
-//! 4. moves every file it replaced — damaged tables, the WALs it converted,
+//! 5. moves every file it replaced — damaged tables, the WALs it converted,
 //!    old MANIFESTs — into `DATA_DIR/lost/`. Repair deletes nothing.
 //!
 //! L0 is the one level whose files may overlap, so it is the only safe
@@ -34,10 +38,13 @@
 //! has since dropped from the bottom level comes back to life. Only a WAL
 //! left behind by a crash between a flush and the next open can do that.
 
-use super::dbformat::{compare_internal, parse_internal_key, MAX_SEQUENCE};
+use super::blob::{decode_ref, BlobFile, BlobFileMeta};
+use super::dbformat::{compare_internal, parse_internal_key, ValueType, MAX_SEQUENCE};
 use super::env::Env;
 use super::error::{Error, Result};
-use super::filename::{lock_file_name, log_file_name, parse_file_name, table_file_name, FileType};
+use super::filename::{
+    blob_file_name, lock_file_name, log_file_name, parse_file_name, table_file_name, FileType,
+};
 use super::log_reader::LogReader;
 use super::memtable::MemTable;
 use super::options::Options;
@@ -47,6 +54,7 @@ use super::version_edit::{FileMetaData, VersionEdit};
 use super::version_set::VersionSet;
 use super::write_batch::WriteBatch;
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -89,6 +97,7 @@ pub struct FileReport {
 pub struct RepairReport {
     pub files: Vec<FileReport>,
     pub tables: usize,
+    pub blob_files: usize,
     pub entries: u64,
     pub last_sequence: u64,
     pub next_file_number: u64,
@@ -147,6 +156,8 @@ struct Scanned {
     ranges: Vec<RangeTombstone>,
     blocks_lost: u64,
     damage: Option<String>,
+    /// Blob references among the entries read: file -> (records, bytes).
+    blob_refs: BTreeMap<u64, (u64, u64)>,
 }
 
 struct Repairer {
@@ -158,6 +169,8 @@ struct Repairer {
     report: RepairReport,
     /// Files to move into `lost/` once the new MANIFEST is durable.
     to_move: Vec<(usize, String)>,
+    /// Blob references in the kept tables: file -> (records, bytes).
+    blob_refs: BTreeMap<u64, (u64, u64)>,
 }
 
 /// Repair the data directory `dir` (see the module docs). Fails with
@@ -173,7 +186,7 @@ pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
     let ours = |n: &String| {
         matches!(
             parse_file_name(n),
-            Some(FileType::Log(_) | FileType::Table(_) | FileType::Manifest(_))
+            Some(FileType::Log(_) | FileType::Table(_) | FileType::Blob(_) | FileType::Manifest(_))
         )
     };
     if !names.iter().any(ours) {
@@ -194,17 +207,21 @@ pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
         edit: VersionEdit::default(),
         report: RepairReport::default(),
         to_move: Vec::new(),
+        blob_refs: BTreeMap::new(),
     };
     let (mut logs, mut tables, mut manifests) = (Vec::new(), Vec::new(), Vec::new());
+    let mut blobs = Vec::new();
     for name in &names {
         match parse_file_name(name) {
             Some(FileType::Log(n)) => logs.push(n),
             Some(FileType::Table(n)) => tables.push(n),
+            Some(FileType::Blob(n)) => blobs.push(n),
             Some(FileType::Manifest(n)) => manifests.push((n, name.clone())),
             _ => continue,
         }
-        if let Some(FileType::Log(n) | FileType::Table(n) | FileType::Manifest(n)) =
-            parse_file_name(name)
+        if let Some(
+            FileType::Log(n) | FileType::Table(n) | FileType::Blob(n) | FileType::Manifest(n),
+        ) = parse_file_name(name)
         {
             r.next_file = r.next_file.max(n.saturating_add(1));
         }
@@ -216,6 +233,10 @@ pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
     }
     for n in logs {
         r.wal(n)?;
+    }
+    blobs.sort_unstable();
+    for n in blobs {
+        r.blob(n);
     }
     for (_, name) in manifests {
         r.push(name, Outcome::Replaced, true);
@@ -241,6 +262,52 @@ impl Repairer {
         let n = self.next_file;
         self.next_file += 1;
         n
+    }
+
+    /// Keep blob file `number` if it reads whole and kept tables reference
+    /// it, its garbage being the records they do not.
+    fn blob(&mut self, number: u64) {
+        let name = format!("{number:06}.blob");
+        let records = BlobFile::open(self.env.as_ref(), blob_file_name(&self.dir, number))
+            .and_then(|f| f.records());
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = e.to_string();
+                self.push(name, Outcome::Dropped { reason }, true);
+                return;
+            }
+        };
+        let (refs, ref_bytes) = self.blob_refs.get(&number).copied().unwrap_or((0, 0));
+        if refs == 0 {
+            let reason = "no table references it".to_string();
+            self.push(name, Outcome::Dropped { reason }, true);
+            return;
+        }
+        let count = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.size).sum();
+        let file_size = self
+            .env
+            .file_size(&blob_file_name(&self.dir, number))
+            .unwrap_or(0);
+        self.edit.new_blobs.push(BlobFileMeta {
+            number,
+            file_size,
+            records: count,
+            record_bytes: bytes,
+            garbage_records: count.saturating_sub(refs),
+            garbage_bytes: bytes.saturating_sub(ref_bytes),
+        });
+        self.report.blob_files += 1;
+        self.push(name, Outcome::Kept { entries: count }, false);
+    }
+
+    fn count_refs(&mut self, refs: &BTreeMap<u64, (u64, u64)>) {
+        for (n, (r, b)) in refs {
+            let e = self.blob_refs.entry(*n).or_default();
+            e.0 += r;
+            e.1 += b;
+        }
     }
 
     fn keep(&mut self, meta: FileMetaData) {
@@ -290,6 +357,7 @@ impl Repairer {
         match (s.meta, s.damage) {
             (Some(meta), None) => {
                 let entries = meta.num_entries;
+                self.count_refs(&s.blob_refs);
                 self.keep(meta);
                 self.push(name, Outcome::Kept { entries }, false);
             }
@@ -299,6 +367,7 @@ impl Repairer {
             }
             (_, Some(damage)) => {
                 let table = self.write_table(&s.entries, &s.ranges)?;
+                self.count_refs(&s.blob_refs);
                 let outcome = Outcome::Salvaged {
                     entries: s.entries.len() as u64,
                     blocks_lost: s.blocks_lost,
@@ -325,6 +394,7 @@ impl Repairer {
             ranges: table.range_deletions().tombstones().to_vec(),
             blocks_lost: 0,
             damage: None,
+            blob_refs: BTreeMap::new(),
         };
         let mut meta = FileMetaData {
             number,
@@ -369,6 +439,13 @@ impl Repairer {
                 meta.num_entries += 1;
                 meta.smallest_seq = meta.smallest_seq.min(seq);
                 meta.largest_seq = meta.largest_seq.max(seq);
+                if parse_internal_key(&k).is_some_and(|p| p.value_type == ValueType::BlobIndex) {
+                    if let Ok(r) = decode_ref(path, &v) {
+                        let e = s.blob_refs.entry(r.file).or_default();
+                        e.0 += 1;
+                        e.1 += r.size;
+                    }
+                }
                 last = Some(k.clone());
                 s.entries.push((k, v));
             }
@@ -453,18 +530,22 @@ impl Repairer {
                 }
             }
         }
-        let number = self.new_file_number();
-        let meta = super::db::write_level0_table(
+        let numbers = (self.new_file_number(), self.new_file_number());
+        let out = super::db::write_level0_table(
             &self.env,
             &self.dir,
             &self.opts,
-            number,
+            numbers,
             &mem,
             u64::MAX,
         )?;
-        let table = meta.map(|m| {
-            self.keep(m);
-            number
+        let table = out.map(|o| {
+            if let Some(b) = o.blob {
+                self.report.blob_files += 1;
+                self.edit.new_blobs.push(b);
+            }
+            self.keep(o.table);
+            numbers.0
         });
         let outcome = Outcome::Converted {
             records,

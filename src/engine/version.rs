@@ -11,6 +11,7 @@
 //! `VersionSet::live_files`), so an old iterator keeps working after a
 //! compaction has retired its files.
 
+use super::blob::BlobFileMeta;
 use super::dbformat::{compare_internal, parse_internal_key, user_key, ValueType};
 use super::error::{Error, Result};
 use super::iterator::InternalIterator;
@@ -19,12 +20,15 @@ use super::sstable::{ReadAhead, TableIterator};
 use super::table_cache::TableCache;
 use super::version_edit::FileMetaData;
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The outcome of looking a key up in the tables.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TableGet {
     Found(Vec<u8>),
+    /// Found as a blob reference (see `blob`).
+    Blob(Vec<u8>),
     Deleted,
     NotFound,
 }
@@ -33,12 +37,15 @@ pub enum TableGet {
 pub struct Version {
     /// `files[0]` sorted by file number (oldest first); deeper levels by smallest key.
     pub files: Vec<Vec<Arc<FileMetaData>>>,
+    /// Live blob files by number.
+    pub blobs: BTreeMap<u64, Arc<BlobFileMeta>>,
 }
 
 impl Version {
     pub fn empty() -> Version {
         Version {
             files: vec![Vec::new(); NUM_LEVELS],
+            blobs: BTreeMap::new(),
         }
     }
 
@@ -259,6 +266,7 @@ fn probe(
             }
             let r = match parsed.value_type {
                 ValueType::Value => TableGet::Found(value),
+                ValueType::BlobIndex => TableGet::Blob(value),
                 ValueType::Deletion | ValueType::RangeDeletion => TableGet::Deleted,
             };
             Ok(Some((parsed.sequence, r)))

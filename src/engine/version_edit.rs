@@ -12,6 +12,15 @@
 //! | 6 | deleted file | varint32 level, varint64 number |
 //! | 9 | prev log number | varint64 |
 //! | 20 | new file | varint32 level, varint64 number, varint64 size, length-prefixed smallest and largest internal keys, varint64 smallest seq, varint64 largest seq, varint64 entries |
+//! | 30 | new blob file | varint64 number, varint64 size, varint64 records, varint64 record bytes, varint64 garbage records, varint64 garbage bytes |
+//! | 31 | blob garbage | varint64 number, varint64 records, varint64 bytes (added to the file's garbage) |
+//! | 32 | deleted blob file | varint64 number |
+//!
+//! Blob files (tags 30–32) are members of the Version like tables: a flush
+//! that writes one adds it (tag 30, no garbage yet; a MANIFEST's snapshot
+//! record carries each file's garbage so far); a compaction that drops
+//! references to it adds their count and bytes (tag 31), and deletes the
+//! file (tag 32) in the same edit once every record is garbage.
 //!
 //! Tags 1–6 and 9 mean what they mean in LevelDB; new files carry their
 //! sequence range and entry count too (tag 20), so `inspect` and `check`
@@ -21,6 +30,7 @@
 //! `MAX_FILE_NUMBER`, or a sequence past `MAX_SEQUENCE` (the counters are
 //! incremented from these, and must not overflow).
 
+use super::blob::BlobFileMeta;
 use super::coding::{put_length_prefixed, put_varint32, put_varint64, Decoder};
 use super::dbformat::{parse_internal_key, MAX_SEQUENCE};
 use super::options::NUM_LEVELS;
@@ -35,6 +45,9 @@ const TAG_COMPACT_POINTER: u32 = 5;
 const TAG_DELETED_FILE: u32 = 6;
 const TAG_PREV_LOG_NUMBER: u32 = 9;
 const TAG_NEW_FILE: u32 = 20;
+const TAG_NEW_BLOB: u32 = 30;
+const TAG_BLOB_GARBAGE: u32 = 31;
+const TAG_DELETED_BLOB: u32 = 32;
 
 /// File numbers (and the next-file counter) stay below this.
 pub const MAX_FILE_NUMBER: u64 = 1 << 62;
@@ -61,6 +74,10 @@ pub struct VersionEdit {
     pub compact_pointers: Vec<(usize, Vec<u8>)>,
     pub deleted_files: BTreeSet<(usize, u64)>,
     pub new_files: Vec<(usize, FileMetaData)>,
+    pub new_blobs: Vec<BlobFileMeta>,
+    /// (blob file, records, bytes) that became garbage.
+    pub blob_garbage: Vec<(u64, u64, u64)>,
+    pub deleted_blobs: BTreeSet<u64>,
 }
 
 impl VersionEdit {
@@ -109,6 +126,29 @@ impl VersionEdit {
             put_varint64(&mut d, f.smallest_seq);
             put_varint64(&mut d, f.largest_seq);
             put_varint64(&mut d, f.num_entries);
+        }
+        for b in &self.new_blobs {
+            put_varint32(&mut d, TAG_NEW_BLOB);
+            for v in [
+                b.number,
+                b.file_size,
+                b.records,
+                b.record_bytes,
+                b.garbage_records,
+                b.garbage_bytes,
+            ] {
+                put_varint64(&mut d, v);
+            }
+        }
+        for (n, records, bytes) in &self.blob_garbage {
+            put_varint32(&mut d, TAG_BLOB_GARBAGE);
+            for v in [*n, *records, *bytes] {
+                put_varint64(&mut d, v);
+            }
+        }
+        for n in &self.deleted_blobs {
+            put_varint32(&mut d, TAG_DELETED_BLOB);
+            put_varint64(&mut d, *n);
         }
         d
     }
@@ -179,6 +219,28 @@ impl VersionEdit {
                     seq(f.smallest_seq)?;
                     seq(f.largest_seq)?;
                     e.new_files.push((level, f));
+                }
+                TAG_NEW_BLOB => {
+                    let b = (|| {
+                        Some(BlobFileMeta {
+                            number: d.varint64()?,
+                            file_size: d.varint64()?,
+                            records: d.varint64()?,
+                            record_bytes: d.varint64()?,
+                            garbage_records: d.varint64()?,
+                            garbage_bytes: d.varint64()?,
+                        })
+                    })()
+                    .ok_or_else(bad)?;
+                    e.new_blobs.push(b);
+                }
+                TAG_BLOB_GARBAGE => {
+                    let g = (|| Some((d.varint64()?, d.varint64()?, d.varint64()?)))()
+                        .ok_or_else(bad)?;
+                    e.blob_garbage.push(g);
+                }
+                TAG_DELETED_BLOB => {
+                    e.deleted_blobs.insert(d.varint64().ok_or_else(bad)?);
                 }
                 t => return Err(format!("unknown tag {t} at byte {at} of edit")),
             }
@@ -276,6 +338,25 @@ impl fmt::Display for VersionEdit {
         for (l, m) in &self.new_files {
             parts.push(format!("+L{l} {m}"));
         }
+        for b in &self.new_blobs {
+            parts.push(format!(
+                "+blob #{} {} {} records, garbage {} records {}",
+                b.number,
+                human_bytes(b.file_size),
+                b.records,
+                b.garbage_records,
+                human_bytes(b.garbage_bytes)
+            ));
+        }
+        for (n, r, b) in &self.blob_garbage {
+            parts.push(format!(
+                "garbage blob #{n} +{r} records +{}",
+                human_bytes(*b)
+            ));
+        }
+        for n in &self.deleted_blobs {
+            parts.push(format!("-blob #{n}"));
+        }
         write!(f, "{}", parts.join(" "))
     }
 }
@@ -310,6 +391,16 @@ mod tests {
                 num_entries: 42,
             },
         );
+        e.new_blobs.push(BlobFileMeta {
+            number: 14,
+            file_size: 99999,
+            records: 20,
+            record_bytes: 90000,
+            garbage_records: 2,
+            garbage_bytes: 9000,
+        });
+        e.blob_garbage.push((11, 3, 12000));
+        e.deleted_blobs.insert(10);
         e
     }
 

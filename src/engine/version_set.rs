@@ -28,10 +28,13 @@
 //!    the old MANIFEST may be unlinked);
 //! 3. only then does the old MANIFEST become garbage.
 
+use super::blob::BlobFileMeta;
 use super::dbformat::compare_internal;
 use super::env::{Env, WritableFile};
 use super::error::{Error, Result};
-use super::filename::{current_file_name, manifest_file_name, table_file_name, temp_file_name};
+use super::filename::{
+    blob_file_name, current_file_name, manifest_file_name, table_file_name, temp_file_name,
+};
 use super::log_reader::LogReader;
 use super::log_writer::LogWriter;
 use super::options::{Options, NUM_LEVELS};
@@ -210,12 +213,38 @@ impl VersionSet {
                 self.mark_file_number_used(f.number);
             }
         }
+        for n in version.blobs.keys() {
+            self.mark_file_number_used(*n);
+        }
         self.current = Arc::new(version);
         Ok(report)
     }
 
-    /// Check that every live table exists with its recorded size.
+    /// Check that every live table and blob file exists with its recorded size.
     pub fn verify_live_files_present(&self) -> Result<()> {
+        for b in self.current.blobs.values() {
+            let path = blob_file_name(&self.dir, b.number);
+            match self.env.file_size(&path) {
+                Ok(sz) if sz == b.file_size => {}
+                Ok(sz) => {
+                    return Err(Error::corruption(
+                        &path,
+                        sz,
+                        format!(
+                            "live blob file is {sz} bytes, the MANIFEST recorded {}",
+                            b.file_size
+                        ),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::corruption(
+                        &path,
+                        0,
+                        "live blob file named by the MANIFEST is missing",
+                    ))
+                }
+            }
+        }
         for (level, files) in self.current.files.iter().enumerate() {
             for f in files {
                 let path = table_file_name(&self.dir, f.number);
@@ -349,11 +378,12 @@ impl VersionSet {
                 e.new_files.push((level, (**f).clone()));
             }
         }
+        e.new_blobs = version.blobs.values().map(|b| (**b).clone()).collect();
         e
     }
 
-    /// Numbers of every table named by the current Version or by an older
-    /// one a reader still holds.
+    /// Numbers of every table and blob file named by the current Version or
+    /// by an older one a reader still holds.
     pub fn live_files(&mut self) -> HashSet<u64> {
         self.old_versions.retain(|w| w.strong_count() > 0);
         let mut live = HashSet::new();
@@ -363,6 +393,7 @@ impl VersionSet {
                     live.insert(f.number);
                 }
             }
+            live.extend(v.blobs.keys().copied());
         };
         add(&self.current);
         for w in &self.old_versions {
@@ -391,6 +422,7 @@ impl VersionSet {
 /// Accumulates edits on top of a base Version.
 struct Builder {
     levels: Vec<BTreeMap<u64, Arc<FileMetaData>>>,
+    blobs: BTreeMap<u64, Arc<BlobFileMeta>>,
 }
 
 impl Builder {
@@ -401,7 +433,10 @@ impl Builder {
                 levels[level].insert(f.number, f.clone());
             }
         }
-        Builder { levels }
+        Builder {
+            levels,
+            blobs: base.blobs.clone(),
+        }
     }
 
     fn apply(&mut self, edit: &VersionEdit) {
@@ -414,6 +449,19 @@ impl Builder {
             if let Some(l) = self.levels.get_mut(*level) {
                 l.insert(f.number, Arc::new(f.clone()));
             }
+        }
+        for b in &edit.new_blobs {
+            self.blobs.insert(b.number, Arc::new(b.clone()));
+        }
+        for (n, records, bytes) in &edit.blob_garbage {
+            if let Some(b) = self.blobs.get_mut(n) {
+                let m = Arc::make_mut(b);
+                m.garbage_records += records;
+                m.garbage_bytes += bytes;
+            }
+        }
+        for n in &edit.deleted_blobs {
+            self.blobs.remove(n);
         }
     }
 
@@ -429,6 +477,9 @@ impl Builder {
             }
             files.push(v);
         }
-        Version { files }
+        Version {
+            files,
+            blobs: self.blobs,
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! nothing written), then checks the engine — every live table exists with
 //! its recorded size, every block's CRC, key order inside each table and
 //! across the files of a level, no overlap in L1+, each file's recorded key
-//! and sequence ranges — and then the filesystem invariants over the keys
-//! (see `fs::fsck`). Each problem is one line; the summary comes last.
+//! and sequence ranges, every blob reference (a live blob file, in bounds,
+//! its record's CRC and key) and each blob file's garbage count against the
+//! references the tables hold — and then the filesystem invariants over the
+//! keys (see `fs::fsck`). Each problem is one line; the summary comes last.
 //!
 //! A data directory that others can read gets a `warning:` line first
 //! (see `data_dir`); it does not change the exit status.
@@ -15,13 +17,14 @@
 //! are reported as garbage, not as problems: a crash between writing a file
 //! and recording it leaves them, and the next open removes them.
 
-use crate::engine::dbformat::{compare_internal, parse_internal_key};
+use crate::engine::blob::decode_ref;
+use crate::engine::dbformat::{compare_internal, parse_internal_key, ValueType};
 use crate::engine::filename::{parse_file_name, FileType};
 use crate::engine::iterator::InternalIterator;
 use crate::engine::sstable::widen_bounds;
 use crate::engine::{Db, Error, Options};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +108,8 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
     let mut done = 0;
     let mut total_entries = 0u64;
     let mut total_bytes = 0u64;
+    // Blob file -> references found in the tables.
+    let mut blob_refs: BTreeMap<u64, u64> = BTreeMap::new();
     for (level, files) in version.files.iter().enumerate() {
         let bytes: u64 = files.iter().map(|f| f.file_size).sum();
         total_bytes += bytes;
@@ -143,6 +148,26 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                             "{path}: entry with sequence {} outside the recorded range {}..{}",
                             p.sequence, f.smallest_seq, f.largest_seq
                         ));
+                    }
+                    Some(p) if p.value_type == ValueType::BlobIndex => {
+                        let at = |m: String| {
+                            format!(
+                                "{path}: blob reference of {}: {m}",
+                                crate::engine::version_edit::escape_key(p.user_key)
+                            )
+                        };
+                        match decode_ref(table.path(), it.value()) {
+                            Err(e) => report.problems.push(at(e.to_string())),
+                            Ok(r) if !version.blobs.contains_key(&r.file) => report
+                                .problems
+                                .push(at(format!("blob file #{} is not live", r.file))),
+                            Ok(r) => {
+                                *blob_refs.entry(r.file).or_default() += 1;
+                                if let Err(e) = db.blob_cache().get(p.user_key, it.value()) {
+                                    report.problems.push(at(e.to_string()));
+                                }
+                            }
+                        }
                     }
                     Some(_) => {}
                     None => report.problems.push(format!(
@@ -199,6 +224,23 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
     if tty && total > 0 {
         eprintln!();
     }
+    let (mut blob_bytes, mut garbage_bytes) = (0, 0);
+    for b in version.blobs.values() {
+        blob_bytes += b.file_size;
+        garbage_bytes += b.garbage_bytes;
+        let refs = blob_refs.get(&b.number).copied().unwrap_or(0);
+        let live = b.records.saturating_sub(b.garbage_records);
+        if refs != live || b.garbage_records > b.records {
+            report.problems.push(format!(
+                "blob file #{}: {} records, {} garbage by the MANIFEST, but the tables hold {refs} references",
+                b.number, b.records, b.garbage_records
+            ));
+        }
+    }
+    report.summary.push(format!(
+        "blob files: {} files, {blob_bytes} bytes, {garbage_bytes} bytes garbage",
+        version.blobs.len()
+    ));
     report.summary.push(format!(
         "tables: {} files, {total_entries} entries, {total_bytes} bytes",
         version.total_files()
@@ -211,6 +253,7 @@ fn find_garbage(db: &Db, dir: &Path, report: &mut CheckReport) {
         .files
         .iter()
         .flat_map(|fs| fs.iter().map(|f| f.number))
+        .chain(version.blobs.keys().copied())
         .collect();
     let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap_or_default();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -219,7 +262,7 @@ fn find_garbage(db: &Db, dir: &Path, report: &mut CheckReport) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let garbage = match parse_file_name(&name) {
-            Some(FileType::Table(n)) => !live.contains(&n),
+            Some(FileType::Table(n) | FileType::Blob(n)) => !live.contains(&n),
             Some(FileType::Manifest(_)) => current.trim_end() != name,
             Some(FileType::Temp) => true,
             _ => false,
