@@ -286,6 +286,45 @@ fn blob_files_come_and_go_with_their_references() {
     assert_eq!(full_scan(&db).len(), 200);
 }
 
+/// Delete 90% of the large values, spread over every blob file: a full
+/// compaction relocates the live tenth and the old files go, so the blob
+/// files shrink to about the live data.
+#[test]
+fn blob_gc_gives_the_space_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), small_options()).expect("open");
+    let val = |i: u32| vec![(i % 253) as u8; 4096];
+    for i in 0..2000u32 {
+        db.put(format!("g{i:05}").as_bytes(), &val(i)).expect("put");
+    }
+    db.flush().expect("flush");
+    for i in 0..2000u32 {
+        if i % 10 != 0 {
+            db.delete(format!("g{i:05}").as_bytes()).expect("delete");
+        }
+    }
+    db.compact_range(None, None).expect("compact");
+    let stats = db.stats();
+    let live = 200 * 4096u64;
+    assert!(stats.blob_gc_runs > 0, "{stats}");
+    assert!(
+        stats.blob_bytes as f64 <= 1.3 * live as f64,
+        "blob files hold {} bytes for {live} live: {stats}",
+        stats.blob_bytes
+    );
+    let all = full_scan(&db);
+    assert_eq!(all.len(), 200);
+    assert!(all.values().all(|v| v.len() == 4096));
+    drop(db);
+    let db = Db::open(dir.path(), small_options()).expect("reopen");
+    for i in (0..2000u32).step_by(10) {
+        assert_eq!(
+            db.get(format!("g{i:05}").as_bytes()).expect("get"),
+            Some(val(i))
+        );
+    }
+}
+
 #[test]
 fn compaction_drops_range_deletions_at_the_bottom() {
     let dir = tempfile::tempdir().expect("tempdir");

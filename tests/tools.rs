@@ -1,5 +1,5 @@
 //! The offline tools on a store built by a real workload through a mount:
-//! `check`, `inspect manifest|sst|wal|path`, `stats`, `compact` — and what
+//! `check`, `inspect manifest|sst|wal|blob|path`, `stats`, `compact` — and what
 //! they say about deliberate damage.
 
 mod common;
@@ -75,6 +75,18 @@ fn check_inspect_stats_on_a_real_store() {
         t.contains("checksums: all blocks OK") && t.contains("chunk ino="),
         "{t}"
     );
+    // The big file's chunks live in a blob file, which check verified.
+    let o = lsmfs(&["check", &data]);
+    assert!(text(&o).contains("blob files: 1 files"), "{}", text(&o));
+    let blob = files_with(&m.data, "blob");
+    assert_eq!(blob.len(), 1, "{blob:?}");
+    let t = text(&lsmfs(&["inspect", "blob", blob[0].to_str().unwrap()]));
+    assert!(
+        t.contains("checksums OK") && t.contains("chunk ino=") && t.contains("4096 byte value"),
+        "{t}"
+    );
+    let t = text(&lsmfs(&["inspect", "manifest", &data]));
+    assert!(t.contains("+blob #"), "{t}");
     let t = text(&lsmfs(&["inspect", "path", &data, "/docs/a/f3"]));
     assert!(
         t.contains("dentry parent=") && t.contains("name=\"f3\"") && t.contains("xattr"),
@@ -161,6 +173,30 @@ fn damage_gets_clear_answers() {
     let o = lsmfs(&["check", &data]);
     assert!(text(&o).contains(name), "{}", text(&o));
     fs::write(&victim, saved).unwrap();
+
+    // A damaged blob record: check names the blob file and the record's
+    // offset; reading the file gives EIO; the rest is served.
+    let blob = files_with(&m.data, "blob").pop().expect("a blob file");
+    let saved = fs::read(&blob).unwrap();
+    let mut bad = saved.clone();
+    bad[5000] ^= 0xff;
+    fs::write(&blob, &bad).unwrap();
+    let o = lsmfs(&["check", &data]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    let bname = blob.file_name().unwrap().to_str().unwrap();
+    assert!(
+        t.contains(bname) && t.contains("checksum mismatch"),
+        "check must name the blob file: {t}"
+    );
+    m.start();
+    let err = fs::read(m.path("docs/b/big")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(fs::read_to_string(m.path("docs/a/f9")).unwrap(), "file 9\n");
+    m.unmount();
+    fs::write(&blob, saved).unwrap();
+    let o = lsmfs(&["check", &data]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // A missing CURRENT: a clear error, not an empty filesystem.
     let cur = m.data.join("CURRENT");

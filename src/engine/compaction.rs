@@ -25,8 +25,17 @@
 //!
 //! Blob references (see `blob`) are copied like any value; one that is
 //! dropped makes its record garbage, and `merge` reports the garbage per
-//! blob file for the compaction's edit.
+//! blob file for the compaction's edit. Garbage collection rides on the
+//! same pass: a kept reference into a blob file whose garbage has reached
+//! `BLOB_GC_RATIO` of its bytes is *relocated* — its value copied to a new
+//! blob file of this compaction, the old record counted as garbage — so
+//! the old file empties and goes. Relocation stops after
+//! `BLOB_GC_MAX_BYTES` per compaction, so that a compaction (and the L0
+//! slowdown behind it) stays bounded; the rest waits for the next pass.
+//! It runs on the background thread only: writers and readers never wait
+//! for it.
 
+use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
 use super::db::SCAN_READ_AHEAD;
 use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
 use super::env::Env;
@@ -40,20 +49,41 @@ use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{LevelIterator, Version};
 use super::version_edit::{FileMetaData, VersionEdit};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-/// A chosen compaction: files of `level` merged into `level + 1`.
+/// A chosen compaction: files of `level` merged into `level + 1` — or,
+/// `in_place`, one bottom-level file rewritten where it is (a full manual
+/// compaction does that to relocate the blob records it references).
 #[derive(Debug, Clone)]
 pub struct Compaction {
     pub level: usize,
     pub inputs: Vec<Arc<FileMetaData>>,
     pub next_inputs: Vec<Arc<FileMetaData>>,
+    pub in_place: bool,
 }
 
 impl Compaction {
+    pub fn output_level(&self) -> usize {
+        if self.in_place {
+            self.level
+        } else {
+            self.level + 1
+        }
+    }
+
+    /// Rewrite one file of the bottom level in place.
+    pub fn rewrite(file: Arc<FileMetaData>) -> Compaction {
+        Compaction {
+            level: NUM_LEVELS - 1,
+            inputs: vec![file],
+            next_inputs: Vec::new(),
+            in_place: true,
+        }
+    }
+
     /// One file, nothing to merge with: move it down by editing the MANIFEST.
     pub fn is_trivial_move(&self) -> bool {
         self.inputs.len() == 1 && self.next_inputs.is_empty()
@@ -136,6 +166,7 @@ fn with_next_level(version: &Version, level: usize, inputs: Vec<Arc<FileMetaData
         level,
         inputs,
         next_inputs,
+        in_place: false,
     }
 }
 
@@ -161,6 +192,7 @@ fn key_range(files: &[Arc<FileMetaData>]) -> (Vec<u8>, Vec<u8>) {
 
 /// Everything a merge needs besides the inputs.
 pub struct MergeContext<'a> {
+    pub blobs: &'a Arc<BlobCache>,
     pub env: &'a Arc<dyn Env>,
     pub dir: &'a Path,
     pub options: &'a Options,
@@ -204,12 +236,31 @@ impl<'a> DeeperLevels<'a> {
     }
 }
 
-/// What a merge wrote, and the blob records whose references it dropped:
-/// blob file → (records, bytes).
+/// A blob file whose garbage reaches this share of its bytes has its live
+/// records relocated by the compactions that meet them.
+pub const BLOB_GC_RATIO: f64 = 0.5;
+/// Most bytes one compaction relocates.
+pub const BLOB_GC_MAX_BYTES: u64 = 64 << 20;
+
+/// The blob files a compaction of `version` relocates records out of.
+pub fn gc_candidates(version: &Version) -> HashSet<u64> {
+    version
+        .blobs
+        .values()
+        .filter(|b| b.garbage_bytes as f64 >= BLOB_GC_RATIO * b.record_bytes as f64)
+        .map(|b| b.number)
+        .collect()
+}
+
+/// What a merge wrote, and the blob records whose references it dropped
+/// or relocated: blob file → (records, bytes).
 #[derive(Debug, Default)]
 pub struct MergeOutput {
     pub tables: Vec<FileMetaData>,
     pub blob_garbage: BTreeMap<u64, (u64, u64)>,
+    /// The blob file relocated records went to.
+    pub new_blob: Option<BlobFileMeta>,
+    pub relocated_bytes: u64,
 }
 
 /// Merge the inputs into new tables for `level + 1`. `new_file` allocates a
@@ -222,6 +273,14 @@ pub fn merge(
     new_file: &mut dyn FnMut() -> u64,
 ) -> Result<MergeOutput> {
     let mut blob_garbage: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let candidates = if ctx.options.min_blob_size > 0 {
+        gc_candidates(ctx.version)
+    } else {
+        HashSet::new()
+    };
+    let mut gc_reader = BlobPrefetcher::new(ctx.blobs.clone(), SCAN_READ_AHEAD);
+    let mut gc_writer: Option<BlobWriter> = None;
+    let mut relocated_bytes = 0u64;
     // Inputs are read whole: in large runs, and around the block cache.
     let ahead = ReadAhead {
         upper: None,
@@ -248,7 +307,7 @@ pub fn merge(
     let mut input = MergingIterator::new(children);
     input.seek_to_first();
 
-    let out_level = c.level + 1;
+    let out_level = c.output_level();
     let mut tombstones = Vec::new();
     for f in c.inputs.iter().chain(c.next_inputs.iter()) {
         let t = ctx.tables.get_table(f.number, f.file_size)?;
@@ -337,8 +396,32 @@ pub fn merge(
                     let file = ctx.env.create_writable(&path)?;
                     builder = Some((n, TableBuilder::new(file, topts.clone())));
                 }
+                let mut value = input.value();
+                let moved;
+                if parsed.value_type == ValueType::BlobIndex
+                    && !candidates.is_empty()
+                    && relocated_bytes < BLOB_GC_MAX_BYTES
+                {
+                    let r = super::blob::decode_ref(ctx.dir, value)?;
+                    if candidates.contains(&r.file) {
+                        let v = gc_reader.get(parsed.user_key, value)?;
+                        if gc_writer.is_none() {
+                            gc_writer =
+                                Some(BlobWriter::create(ctx.env.as_ref(), ctx.dir, new_file())?);
+                        }
+                        if let Some(w) = gc_writer.as_mut() {
+                            let nr = w.add(parsed.user_key, &v)?;
+                            relocated_bytes += nr.size;
+                            let g = blob_garbage.entry(r.file).or_default();
+                            g.0 += 1;
+                            g.1 += r.size;
+                            moved = nr.encode();
+                            value = &moved;
+                        }
+                    }
+                }
                 if let Some((_, b)) = builder.as_mut() {
-                    b.add(ikey, input.value())?;
+                    b.add(ikey, value)?;
                 }
             }
             input.next();
@@ -358,6 +441,10 @@ pub fn merge(
         }
         Ok(())
     })();
+    let new_blob = match (result.is_ok(), gc_writer) {
+        (true, Some(w)) => Some(w.finish()?),
+        _ => None,
+    };
     if let Err(e) = result {
         if let Some((_, b)) = builder.take() {
             b.abandon();
@@ -367,6 +454,8 @@ pub fn merge(
     Ok(MergeOutput {
         tables: outputs,
         blob_garbage,
+        new_blob,
+        relocated_bytes,
     })
 }
 

@@ -762,6 +762,33 @@ impl Db {
                 }
             }
         }
+        // Everything overlapping is at the bottom now. Blob files with
+        // much garbage keep it until the tables referencing their live
+        // records are rewritten: rewrite the bottom level's files (small —
+        // they hold references), relocating those records.
+        if !compaction::gc_candidates(&lock(&shared.state).current).is_empty() {
+            let bottom = NUM_LEVELS - 1;
+            let version = lock(&shared.state).current.clone();
+            let numbers: Vec<u64> = version
+                .overlapping_inputs(bottom, begin, end)
+                .iter()
+                .map(|f| f.number)
+                .collect();
+            for n in numbers {
+                let version = lock(&shared.state).current.clone();
+                if compaction::gc_candidates(&version).is_empty() {
+                    break;
+                }
+                let Some(f) = version.files[bottom]
+                    .iter()
+                    .find(|f| f.number == n)
+                    .cloned()
+                else {
+                    continue;
+                };
+                shared.run_compaction(&Compaction::rewrite(f), &version, true)?;
+            }
+        }
         // The loop held older Versions alive; collect what they kept.
         shared.remove_obsolete_files(false);
         Ok(())
@@ -1439,7 +1466,7 @@ impl Shared {
         }
         if c.is_trivial_move() && !manual {
             if let Some(f) = c.inputs.first() {
-                edit.new_files.push((c.level + 1, (**f).clone()));
+                edit.new_files.push((c.output_level(), (**f).clone()));
             }
             let v = lock(&self.versions).log_and_apply(&mut edit)?;
             lock(&self.state).current = v;
@@ -1449,6 +1476,7 @@ impl Shared {
         }
         let smallest_snapshot = self.smallest_snapshot();
         let ctx = MergeContext {
+            blobs: &self.blobs,
             env: &self.env,
             dir: &self.dir,
             options: &self.opts,
@@ -1474,8 +1502,13 @@ impl Shared {
             Ok(out) => {
                 let written: u64 = out.tables.iter().map(|f| f.file_size).sum();
                 for f in out.tables {
-                    edit.new_files.push((c.level + 1, f));
+                    edit.new_files.push((c.output_level(), f));
                 }
+                if out.relocated_bytes > 0 {
+                    add(&self.counters.blob_gc_runs, 1);
+                    add(&self.counters.bytes_blob_relocated, out.relocated_bytes);
+                }
+                edit.new_blobs.extend(out.new_blob);
                 let mut vs = lock(&self.versions);
                 add_blob_garbage(&mut edit, &vs.current(), &out.blob_garbage);
                 let applied = vs.log_and_apply(&mut edit);
