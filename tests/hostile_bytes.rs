@@ -88,6 +88,16 @@ fn edits() -> Vec<Vec<u8>> {
     e.delete_file(1, 7);
     e.add_file(0, file(11, b"a", b"q"));
     e.add_file(2, file(12, b"b", b"c"));
+    e.new_blobs.push(lsmfs::engine::blob::BlobFileMeta {
+        number: 14,
+        file_size: 99999,
+        records: 20,
+        record_bytes: 90000,
+        garbage_records: 2,
+        garbage_bytes: 9000,
+    });
+    e.blob_garbage.push((14, 1, 4500));
+    e.deleted_blobs.insert(10);
     let small = VersionEdit {
         log_number: Some(9),
         last_sequence: Some(1),
@@ -413,6 +423,43 @@ fn range_deletion_blocks() {
                 let _ = f.max_covering(k, 6);
             }
         }
+    });
+}
+
+/// Blob files and blob references: a whole file through `records` (every
+/// CRC, the footer's counts) and single references through reads.
+#[test]
+fn blob_files_and_references() {
+    use lsmfs::engine::blob::{BlobCache, BlobFile, BlobRef, BlobWriter};
+    let env: Arc<dyn Env> = Arc::new(FaultEnv::new());
+    let dir = Path::new("/b");
+    env.create_dir_all(dir).expect("dir");
+    let mut w = BlobWriter::create(env.as_ref(), dir, 3).expect("create");
+    let refs: Vec<BlobRef> = (0..8u32)
+        .map(|i| {
+            w.add(format!("k{i}").as_bytes(), &vec![i as u8; 300])
+                .expect("add")
+        })
+        .collect();
+    w.finish().expect("finish");
+    let path = dir.join("000003.blob");
+    let valid = env.read_all(&path).expect("read");
+    run_corpus("blob_file", &[valid], |d| {
+        let mut f = env.create_writable(&path).expect("create");
+        f.append(d).expect("append");
+        f.sync().expect("sync");
+        drop(f);
+        if let Ok(b) = BlobFile::open(env.as_ref(), path.clone()) {
+            let _ = b.records();
+            for (i, r) in refs.iter().enumerate() {
+                let _ = b.read(r, format!("k{i}").as_bytes());
+            }
+        }
+    });
+    let cache = BlobCache::new(env.clone(), dir.to_path_buf());
+    run_corpus("blob_ref", &[refs[3].encode()], |d| {
+        let _ = BlobRef::decode(d);
+        let _ = cache.get(b"k3", d);
     });
 }
 
