@@ -27,7 +27,7 @@ enum Cmd {
     /// Run a full compaction.
     Compact(lsmfs::tools::compact::CompactArgs),
     /// Rebuild a lost or damaged MANIFEST from the tables and WALs present:
-    /// exit 0 nothing lost, 1 some data unreadable, 2 could not run.
+    /// exit 0 no damage, 1 damaged files (see its output), 2 could not run.
     Repair(lsmfs::tools::repair::RepairArgs),
     /// Engine benchmark with db_bench's flags and output format.
     Bench(lsmfs::bench::BenchArgs),

@@ -344,6 +344,49 @@ fn repair_salvages_a_corrupted_table() {
     drop(db);
 }
 
+/// A table whose filter block is damaged: every data block still reads,
+/// so all its entries go into a new table (with a new filter).
+#[test]
+fn repair_rewrites_a_table_with_a_damaged_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = build(dir.path());
+    let before = table_entries(dir.path());
+    let victim = names(dir.path(), |n| n.ends_with(".sst"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).expect("stat").len())
+        .expect("a table");
+    let t = open_table(&victim);
+    let last = t.index_entries().expect("index").last().expect("a block").1;
+    drop(t);
+    // The filter block follows the last data block and its trailer.
+    let filter_at = (last.offset + last.size + 5) as usize;
+    let mut data = fs::read(&victim).expect("read");
+    data[filter_at + 1] ^= 0x08;
+    fs::write(&victim, &data).expect("write");
+    let r = repair(dir.path(), &opts()).expect("repair");
+    let name = victim.file_name().and_then(|n| n.to_str()).expect("name");
+    match outcome_of(&r, name) {
+        Outcome::Salvaged {
+            blocks_lost: 0,
+            table: Some(_),
+            damage,
+            ..
+        } => assert!(damage.contains("checksum"), "{damage}"),
+        o => panic!("{name}: {o:?}"),
+    }
+    let db = Db::open(
+        dir.path(),
+        Options {
+            background_compaction: false,
+            ..opts()
+        },
+    )
+    .expect("open");
+    assert!(before.is_subset(&live_entries(&db)), "nothing lost");
+    drop(db);
+    reopen_and_compare(dir.path(), &model);
+}
+
 /// Overlapping L0 tables whose file numbers run against their sequences
 /// (a compaction output is numbered after an L0 file holding newer data):
 /// the newest entry must still win, for lookups and scans.
@@ -585,7 +628,7 @@ fn repair_through_the_cli_and_a_mount() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
-        t.contains("salvaged ") && t.contains("unreadable block"),
+        t.contains("salvaged ") && t.contains("unreadable data block"),
         "{t}"
     );
     let o = lsmfs(&["check", &data]);

@@ -12,10 +12,11 @@
 //!    depend on a lost one, and `check` says whether the tree did);
 //! 2. reads every table block by block: a table whose every block reads is
 //!    kept as it is; one with damaged data blocks has its readable blocks
-//!    (and its range deletions) salvaged into a new table; one whose footer,
-//!    index or meta blocks (filter, properties, range deletions) are
-//!    unreadable is dropped whole. Each table's key range, sequence range and
-//!    entry count are computed from what was read, not from its properties;
+//!    (and its range deletions) salvaged into a new table, as is one whose
+//!    filter or properties block is damaged; one whose footer, index,
+//!    metaindex or range deletions are unreadable is dropped whole. Each
+//!    table's key range, sequence range and entry count are computed from
+//!    what was read, not from its properties;
 //! 3. keeps every blob file whose records all read and that some kept table
 //!    references, with its garbage counted from those references (a blob
 //!    file nothing references, or one that does not read whole, goes to
@@ -132,7 +133,8 @@ impl std::fmt::Display for FileReport {
                 damage,
             } => write!(
                 f,
-                "salvaged {}: {entries} entries{}; dropped {blocks_lost} unreadable block(s) ({damage})",
+                "salvaged {}: {entries} entries{}; dropped {blocks_lost} unreadable data block(s) \
+                 ({damage})",
                 self.name,
                 into(table)
             )?,
@@ -386,14 +388,24 @@ impl Repairer {
     fn scan_table(&self, path: &Path, number: u64) -> Result<Scanned> {
         let size = self.env.file_size(path)?;
         let file = self.env.open_random_access(path)?;
-        let table = Table::open(file, path.to_path_buf(), number, size, None)?;
+        let (table, damage) = match Table::open(file, path.to_path_buf(), number, size, None) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                // A damaged filter or properties block: the data may
+                // still read, into a new table with its own.
+                let file = self.env.open_random_access(path)?;
+                let t = Table::open_for_salvage(file, path.to_path_buf(), number, size)
+                    .map_err(|_| e.clone())?;
+                (t, Some(e.to_string()))
+            }
+        };
         let index = table.index_entries()?;
         let mut s = Scanned {
             meta: None,
             entries: Vec::new(),
             ranges: table.range_deletions().tombstones().to_vec(),
             blocks_lost: 0,
-            damage: None,
+            damage,
             blob_refs: BTreeMap::new(),
         };
         let mut meta = FileMetaData {

@@ -696,6 +696,30 @@ impl Table {
         file_size: u64,
         cache: Option<Arc<BlockCache>>,
     ) -> Result<Arc<Table>> {
+        Table::open_inner(file, path, file_number, file_size, cache, true)
+    }
+
+    /// `open` for `repair`, when that failed: a damaged filter or properties
+    /// block is left out (no filter: every lookup reads the data block), so
+    /// the data blocks can be salvaged. The footer, index and metaindex must
+    /// read, and so must the range deletions of a table that has them.
+    pub fn open_for_salvage(
+        file: Box<dyn RandomAccessFile>,
+        path: PathBuf,
+        file_number: u64,
+        file_size: u64,
+    ) -> Result<Arc<Table>> {
+        Table::open_inner(file, path, file_number, file_size, None, false)
+    }
+
+    fn open_inner(
+        file: Box<dyn RandomAccessFile>,
+        path: PathBuf,
+        file_number: u64,
+        file_size: u64,
+        cache: Option<Arc<BlockCache>>,
+        strict: bool,
+    ) -> Result<Arc<Table>> {
         if file_size < FOOTER_SIZE as u64 {
             return Err(Error::corruption(
                 &path,
@@ -738,6 +762,7 @@ impl Table {
         };
         t.index = t.read_block(ih)?;
         let meta = t.read_block(mh)?;
+        let mut props_ok = true;
         let mut it = BlockIter::new(meta, bytewise);
         it.seek_to_first();
         while it.valid() {
@@ -750,7 +775,12 @@ impl Table {
                 ));
             };
             match it.key() {
-                b"filter" => t.filter = t.read_raw(h)?,
+                b"filter" => match t.read_raw(h) {
+                    Ok(f) => t.filter = f,
+                    Err(_) if !strict => {}
+                    Err(e) => return Err(e),
+                },
+                b"properties" if !strict && t.read_raw(h).is_err() => props_ok = false,
                 b"properties" => {
                     let raw = t.read_raw(h)?;
                     let mut d = Decoder::new(&raw);
@@ -768,9 +798,17 @@ impl Table {
                             num_range_deletions: f().unwrap_or(0),
                         })
                     })();
-                    t.props = p.ok_or_else(|| {
-                        Error::corruption(&t.path, h.offset, "bad properties block")
-                    })?;
+                    match p {
+                        Some(p) => t.props = p,
+                        None if !strict => props_ok = false,
+                        None => {
+                            return Err(Error::corruption(
+                                &t.path,
+                                h.offset,
+                                "bad properties block",
+                            ))
+                        }
+                    }
                 }
                 b"rangedel" => {
                     let raw = t.read_raw(h)?;
@@ -785,7 +823,16 @@ impl Table {
         if let Some(e) = it.error {
             return Err(Error::corruption(&t.path, mh.offset, e));
         }
-        if t.range_dels.len() as u64 != t.props.num_range_deletions {
+        if !props_ok && magic == MAGIC_V2 && t.range_dels.is_empty() {
+            // Without the properties, only the metaindex says the table
+            // had range deletions: without them its data would lie.
+            return Err(Error::corruption(
+                &t.path,
+                mh.offset,
+                "a version-2 table without its range deletions",
+            ));
+        }
+        if props_ok && t.range_dels.len() as u64 != t.props.num_range_deletions {
             return Err(Error::corruption(
                 &t.path,
                 mh.offset,

@@ -2,9 +2,10 @@
 //! tables and WALs present (see `engine::repair` for what it keeps, drops
 //! and moves into `DATA_DIR/lost/`).
 //!
-//! Exit status: 0 repaired and nothing was lost; 1 repaired, but some data
-//! could not be read (the lines saying `dropped` and `salvaged` tell what);
-//! 2 could not run (not a data directory, or mounted: it needs the lock).
+//! Exit status: 0 repaired and nothing was damaged; 1 repaired, but some
+//! files were damaged (the lines saying `dropped`, `salvaged` or `skipped`
+//! tell what was lost); 2 could not run (not a data directory, or mounted:
+//! it needs the lock).
 
 use crate::engine::repair::{repair, Outcome};
 use crate::engine::{Error, Options};
@@ -50,7 +51,7 @@ pub fn run(args: RepairArgs) -> i32 {
         report.next_file_number
     );
     if lost {
-        println!("some data could not be read: see the dropped and salvaged lines above");
+        println!("some files were damaged: see the dropped, salvaged and skipped lines above");
         1
     } else {
         0
