@@ -8,6 +8,7 @@
 //! the db_bench-compatible benchmark.
 
 pub mod bench;
+pub mod cli_values;
 pub mod data_dir;
 pub mod engine;
 pub mod fs;

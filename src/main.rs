@@ -36,6 +36,15 @@ enum Cmd {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Mount(_)) {
+        // The tools' output goes to pipes (`lsmfs inspect wal F | head`):
+        // a reader that stops early ends them the way it ends cat or grep,
+        // by SIGPIPE (the shell reports status 141), not by a panic in
+        // println!. The daemon keeps Rust's default (SIGPIPE ignored), so a
+        // closed pipe there is an error it handles.
+        // SAFETY: resetting a signal disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let code = match cli.cmd {
         Cmd::Mount(a) => lsmfs::fs::mount::run(a),
         Cmd::Check(a) => lsmfs::tools::check::run(a),

@@ -183,11 +183,17 @@ impl EngineStore {
         sync_always: bool,
         write_buffer_size: usize,
     ) -> Result<EngineStore, String> {
+        Self::open_with(dir, Self::tuned_options(sync_always, write_buffer_size))
+    }
+
+    /// The engine options for a memtable size: L1 holds what one L0
+    /// compaction brings (trigger x memtable), so a big memtable does not
+    /// leave L1 permanently over budget. The engine records them in the
+    /// data directory (`engine::options_file`) for the offline tools.
+    pub fn tuned_options(sync_always: bool, write_buffer_size: usize) -> crate::engine::Options {
         let d = crate::engine::Options::default();
-        let opts = crate::engine::Options {
+        crate::engine::Options {
             write_buffer_size,
-            // L1 holds what one L0 compaction brings (trigger x memtable),
-            // so a big memtable does not leave L1 permanently over budget.
             max_bytes_for_level_base: d
                 .max_bytes_for_level_base
                 .max((d.l0_compaction_trigger * write_buffer_size) as u64),
@@ -198,8 +204,7 @@ impl EngineStore {
                 crate::engine::SyncMode::OnRequest
             },
             ..d
-        };
-        Self::open_with(dir, opts)
+        }
     }
 
     pub fn open_with(
@@ -212,7 +217,7 @@ impl EngineStore {
                 deletes: AtomicU64::new(0),
                 reclaiming: Arc::new((Mutex::new(false), Condvar::new())),
             }),
-            Err(e @ crate::engine::Error::Locked(_)) => Err(e.to_string()),
+            Err(e @ crate::engine::Error::Locked { .. }) => Err(e.to_string()),
             Err(e) => Err(format!("cannot open {}: {e}", dir.display())),
         }
     }

@@ -434,7 +434,7 @@ fn second_open_of_a_locked_directory_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _db = Db::open(dir.path(), small_options()).expect("open");
     match Db::open(dir.path(), small_options()) {
-        Err(lsmfs::engine::Error::Locked(_)) => {}
+        Err(lsmfs::engine::Error::Locked { .. }) => {}
         Err(e) => panic!("expected Locked, got {e}"),
         Ok(_) => panic!("second open of a locked directory succeeded"),
     }

@@ -465,7 +465,7 @@ fn repair_refuses_a_locked_store_and_an_empty_dir() {
     db.put(b"k", b"v").expect("put");
     db.flush().expect("flush");
     match repair(dir.path(), &opts()) {
-        Err(Error::Locked(_)) => {}
+        Err(Error::Locked { .. }) => {}
         other => panic!("repair of an open store: {other:?}"),
     }
     db.close().expect("close");

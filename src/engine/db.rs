@@ -29,10 +29,11 @@ use super::db_iter::DbIterator;
 use super::dbformat::{
     lookup_key, make_internal_key, parse_internal_key, user_key, SequenceNumber, ValueType,
 };
-use super::env::{Env, FileLock, WritableFile};
+use super::env::{Env, FileLock, SharedLock, WritableFile};
 use super::error::{Error, Result};
 use super::filename::{
-    blob_file_name, lock_file_name, log_file_name, parse_file_name, table_file_name, FileType,
+    blob_file_name, current_file_name, lock_file_name, log_file_name, parse_file_name,
+    table_file_name, FileType,
 };
 use super::iterator::InternalIterator;
 use super::log_reader::LogReader;
@@ -40,6 +41,7 @@ use super::log_writer::LogWriter;
 use super::memtable::{MemGet, MemTable};
 use super::merge_iter::MergingIterator;
 use super::options::{Options, SyncMode, NUM_LEVELS};
+use super::options_file;
 use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{TableGet, Version};
@@ -310,6 +312,8 @@ struct Handle {
     shared: Arc<Shared>,
     bg: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<Box<dyn FileLock>>>,
+    /// A read-only open that could take no lock: why.
+    unlocked: Option<String>,
     closed: AtomicBool,
 }
 
@@ -346,6 +350,13 @@ impl Handle {
             }
         }
         self.shared.writers_cv.notify_all();
+        // The background thread is gone: what the last flush or compaction
+        // retired (kept while its input Version was still referenced) goes
+        // now, so a cleanly closed directory holds only live files.
+        let failed = lock(&self.shared.state).bg_error.is_some();
+        if !self.shared.opts.read_only && !failed {
+            self.shared.remove_obsolete_files(false);
+        }
         if let Ok(mut l) = self.lock.lock() {
             l.take();
         }
@@ -400,10 +411,35 @@ fn create_wal(env: &dyn Env, path: &Path) -> Result<Box<dyn WritableFile>> {
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db> {
         let env = opts.env.clone();
-        if opts.create_if_missing && !opts.read_only {
-            env.create_dir_all(dir)?;
-        }
-        let file_lock = env.lock_file(&lock_file_name(dir))?;
+        let mut unlocked = None;
+        let file_lock = if opts.read_only {
+            // A reader creates nothing, not even a LOCK in a foreign directory.
+            if !env.exists(&current_file_name(dir)) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is not an lsmfs data directory (no CURRENT file)",
+                    dir.display()
+                )));
+            }
+            match env.lock_file_shared(&lock_file_name(dir))? {
+                SharedLock::Held(l) => Some(l),
+                SharedLock::Unavailable(why) => {
+                    unlocked = Some(why);
+                    None
+                }
+            }
+        } else {
+            if opts.create_if_missing {
+                env.create_dir_all(dir)?;
+            }
+            let l = env.lock_file(&lock_file_name(dir))?;
+            l.set_holder(&format!("pid {}\n{}\n", std::process::id(), opts.lock_note));
+            Some(l)
+        };
+        let opts = if opts.tuning_from_dir {
+            options_file::adopt(env.as_ref(), dir, &opts)
+        } else {
+            opts
+        };
         let block_cache = Arc::new(BlockCache::new(opts.block_cache_bytes));
         let tables = Arc::new(TableCache::new(
             env.clone(),
@@ -513,6 +549,9 @@ impl Db {
             counters: Counters::default(),
         });
         if !opts.read_only {
+            if !opts.tuning_from_dir {
+                options_file::save(env.as_ref(), dir, &opts);
+            }
             shared.remove_obsolete_files(true);
             shared.update_compaction_needed();
         }
@@ -531,7 +570,8 @@ impl Db {
             handle: Arc::new(Handle {
                 shared,
                 bg: Mutex::new(bg),
-                lock: Mutex::new(Some(file_lock)),
+                lock: Mutex::new(file_lock),
+                unlocked,
                 closed: AtomicBool::new(false),
             }),
         })
@@ -757,7 +797,7 @@ impl Db {
                 };
                 let (lo, hi) = (user_key(&first.smallest), user_key(&first.largest));
                 match compaction::pick_range(&version, level, Some(lo), Some(hi)) {
-                    Some(c) => shared.run_compaction(&c, &version, true)?,
+                    Some(c) => shared.run_compaction(&c, version, true)?,
                     None => break,
                 }
             }
@@ -768,8 +808,8 @@ impl Db {
         // they hold references), relocating those records.
         if !compaction::gc_candidates(&lock(&shared.state).current).is_empty() {
             let bottom = NUM_LEVELS - 1;
-            let version = lock(&shared.state).current.clone();
-            let numbers: Vec<u64> = version
+            let numbers: Vec<u64> = lock(&shared.state)
+                .current
                 .overlapping_inputs(bottom, begin, end)
                 .iter()
                 .map(|f| f.number)
@@ -786,7 +826,7 @@ impl Db {
                 else {
                     continue;
                 };
-                shared.run_compaction(&Compaction::rewrite(f), &version, true)?;
+                shared.run_compaction(&Compaction::rewrite(f), version, true)?;
             }
         }
         // The loop held older Versions alive; collect what they kept.
@@ -811,6 +851,18 @@ impl Db {
 
     pub fn dir(&self) -> &Path {
         &self.handle.shared.dir
+    }
+
+    /// A read-only open that could take no shared lock (read-only media
+    /// without a LOCK file, say): why. A writer could change the files
+    /// while this handle reads them.
+    pub fn unlocked_note(&self) -> Option<&str> {
+        self.handle.unlocked.as_deref()
+    }
+
+    /// The options in force (after `tuning_from_dir`).
+    pub fn options(&self) -> &Options {
+        &self.handle.shared.opts
     }
 
     /// The live set of tables (for `check` and `inspect`).
@@ -1379,7 +1431,7 @@ impl Shared {
                         ""
                     }
                 );
-                let r = self.run_compaction(&c, &version, false);
+                let r = self.run_compaction(&c, version, false);
                 if r.is_ok() {
                     log::info!("compaction finished");
                 }
@@ -1458,7 +1510,10 @@ impl Shared {
     /// Run one compaction chosen against `version`. Caller holds `version_lock`.
     /// `manual` compactions always merge (never just move a file down), so
     /// a full compaction really drops overwritten versions and deletions.
-    fn run_compaction(&self, c: &Compaction, version: &Arc<Version>, manual: bool) -> Result<()> {
+    /// Takes the input Version by value and lets it go before deleting
+    /// what the edit retired: while it is referenced, its files count as
+    /// live (`VersionSet::live_files`), and the inputs would stay on disk.
+    fn run_compaction(&self, c: &Compaction, version: Arc<Version>, manual: bool) -> Result<()> {
         let mut edit = VersionEdit::default();
         c.delete_inputs(&mut edit);
         if let Some(last) = c.inputs.last() {
@@ -1481,7 +1536,7 @@ impl Shared {
             dir: &self.dir,
             options: &self.opts,
             tables: &self.tables,
-            version,
+            version: &version,
             smallest_snapshot,
             shutting_down: &self.shutting_down,
         };
@@ -1522,6 +1577,7 @@ impl Shared {
         let (v, written) = result?;
         st.current = v;
         drop(st);
+        drop(version);
         add(&self.counters.num_compactions, 1);
         add(&self.counters.bytes_compacted_read, c.input_bytes());
         add(&self.counters.bytes_compacted_written, written);

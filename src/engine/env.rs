@@ -48,7 +48,19 @@ pub trait RandomAccessFile: Send + Sync {
 }
 
 /// An advisory lock held while the guard lives.
-pub trait FileLock: Send + Sync {}
+pub trait FileLock: Send + Sync {
+    /// Write who holds the lock into the lock file (an exclusive holder
+    /// does, so that a process refused the lock can name it). Best effort.
+    fn set_holder(&self, _text: &str) {}
+}
+
+/// What a reader that must not write got when it asked for a shared lock.
+pub enum SharedLock {
+    Held(Box<dyn FileLock>),
+    /// No lock could be taken without creating or writing anything (the
+    /// lock file is missing, or cannot be opened: read-only media); why.
+    Unavailable(String),
+}
 
 pub trait Env: Send + Sync {
     /// Create (or truncate) a file for writing.
@@ -68,6 +80,17 @@ pub trait Env: Send + Sync {
     /// Take an exclusive lock on `path` (creating it), failing with
     /// `Error::Locked` if another process or handle holds it.
     fn lock_file(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+    /// Take a shared lock on an existing `path` without creating or
+    /// writing anything; `Error::Locked` if an exclusive holder has it.
+    fn lock_file_shared(&self, path: &Path) -> Result<SharedLock> {
+        if !self.exists(path) {
+            return Ok(SharedLock::Unavailable(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        self.lock_file(path).map(SharedLock::Held)
+    }
     /// Truncate a file to `len` bytes (used to cut a torn tail).
     fn truncate(&self, path: &Path, len: u64) -> Result<()>;
 }

@@ -22,8 +22,12 @@ pub enum Error {
     },
     /// A caller passed something the engine cannot accept.
     InvalidArgument(String),
-    /// The data directory is locked by another process.
-    Locked(PathBuf),
+    /// The data directory is locked by another process; `holder` says who
+    /// (read back from the LOCK file, see `filename`), when known.
+    Locked {
+        dir: PathBuf,
+        holder: Option<String>,
+    },
     /// A previous write or sync failed; the database refuses further writes
     /// rather than append behind a record that may be damaged.
     Background(String),
@@ -65,7 +69,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::InvalidArgument(_) => libc::EINVAL,
-            Error::Locked(_) => libc::EBUSY,
+            Error::Locked { .. } => libc::EBUSY,
             Error::Corruption { .. } | Error::Background(_) | Error::Closed => libc::EIO,
         }
     }
@@ -82,8 +86,12 @@ impl fmt::Display for Error {
                     file.display()
                 )
             }
-            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::Locked(p) => write!(f, "{} is locked by another lsmfs process", p.display()),
+            // The message says what is wrong; EINVAL is in `errno`.
+            Error::InvalidArgument(m) => write!(f, "{m}"),
+            Error::Locked { dir, holder } => match holder {
+                Some(h) => write!(f, "{} is locked by {h}", dir.display()),
+                None => write!(f, "{} is locked by another lsmfs process", dir.display()),
+            },
             Error::Background(m) => write!(f, "database stopped after an earlier error: {m}"),
             Error::Closed => write!(f, "database is closed"),
         }
@@ -108,7 +116,10 @@ impl Clone for Error {
                 msg: msg.clone(),
             },
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-            Error::Locked(p) => Error::Locked(p.clone()),
+            Error::Locked { dir, holder } => Error::Locked {
+                dir: dir.clone(),
+                holder: holder.clone(),
+            },
             Error::Background(m) => Error::Background(m.clone()),
             Error::Closed => Error::Closed,
         }

@@ -780,7 +780,10 @@ impl Env for FaultEnv {
         let mut st = lock(&self.state);
         st.alive("open lock file", path)?;
         if st.locks.contains(path) {
-            return Err(Error::Locked(path.parent().unwrap_or(path).to_path_buf()));
+            return Err(Error::Locked {
+                dir: path.parent().unwrap_or(path).to_path_buf(),
+                holder: None,
+            });
         }
         if !st.live.contains_key(path) {
             // Like open(O_CREAT): the file appears (durable once its dir is synced).
@@ -1084,7 +1087,10 @@ mod tests {
         let env = env_with_dir();
         let l = env.lock_file(p("/d/LOCK")).unwrap();
         assert!(env.exists(p("/d/LOCK")), "locking creates the file");
-        assert!(matches!(env.lock_file(p("/d/LOCK")), Err(Error::Locked(_))));
+        assert!(matches!(
+            env.lock_file(p("/d/LOCK")),
+            Err(Error::Locked { .. })
+        ));
         drop(l);
         let l = env.lock_file(p("/d/LOCK")).unwrap();
         env.crash();

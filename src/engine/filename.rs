@@ -8,7 +8,8 @@
 //! | `MANIFEST-NNNNNN` | log of VersionEdits |
 //! | `CURRENT` | the name of the live MANIFEST, newline-terminated |
 //! | `CURRENT.tmp`, `NNNNNN.tmp` | temporary files, garbage after a crash |
-//! | `LOCK` | flock held by the process that has the database open |
+//! | `LOCK` | flock held by the process that has the database open; its exclusive holder writes `pid N` and a note (the mount point) into it, so a refused opener can name it; readers take a shared lock and write nothing |
+//! | `OPTIONS`, `OPTIONS.tmp` | the tuning of the last read-write open (see `options_file`) |
 //!
 //! All numbers come from one counter (the VersionSet's next file number), so
 //! a number is never reused. A file's level is never in its name: it is known
@@ -60,7 +61,7 @@ pub fn parse_file_name(name: &str) -> Option<FileType> {
     match name {
         "CURRENT" => return Some(FileType::Current),
         "LOCK" => return Some(FileType::Lock),
-        "CURRENT.tmp" => return Some(FileType::Temp),
+        "CURRENT.tmp" | "OPTIONS.tmp" => return Some(FileType::Temp),
         _ => {}
     }
     if let Some(rest) = name.strip_prefix("MANIFEST-") {

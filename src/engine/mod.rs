@@ -20,6 +20,7 @@
 //! | `repair` | a new MANIFEST from the tables and WALs found, when the old one is lost |
 //! | `compaction` | picking and running leveled compactions |
 //! | `merge_iter`, `db_iter` | merged views over memtables and tables |
+//! | `options`, `options_file` | tuning knobs; the tuning a directory was last opened with |
 //! | `db` | the public handle tying it together |
 
 pub mod blob;
@@ -40,6 +41,7 @@ pub mod log_writer;
 pub mod memtable;
 pub mod merge_iter;
 pub mod options;
+pub mod options_file;
 pub mod posix_env;
 pub mod range_del;
 pub mod repair;

@@ -46,6 +46,13 @@ pub struct Options {
     /// Values of at least this many bytes are written to blob files at
     /// flush, the tables keeping a reference (0: never). See `blob`.
     pub min_blob_size: usize,
+    /// Take the tree-shaping fields (memtable size, level budget, table
+    /// size, L0 trigger) from the directory's `OPTIONS` file, as its last
+    /// read-write open set them (offline tools; see `options_file`).
+    pub tuning_from_dir: bool,
+    /// Who this opener is, written into LOCK after the pid (e.g. the mount
+    /// point) so a refused opener can say who holds the directory.
+    pub lock_note: String,
 }
 
 pub const NUM_LEVELS: usize = 7;
@@ -72,6 +79,8 @@ impl Default for Options {
             read_only: false,
             // A full 4 KiB file chunk, not the tail of a file or metadata.
             min_blob_size: 4096,
+            tuning_from_dir: false,
+            lock_note: String::new(),
         }
     }
 }

@@ -19,7 +19,7 @@
 //! contents, names and xattrs whatever the filesystem's own permission bits
 //! say (see [`make_private`]).
 
-use super::env::{Env, FileLock, RandomAccessFile, WritableFile};
+use super::env::{Env, FileLock, RandomAccessFile, SharedLock, WritableFile};
 use super::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -250,10 +250,51 @@ impl RandomAccessFile for PosixRandom {
 }
 
 struct PosixLock {
-    _file: File,
+    file: File,
 }
 
-impl FileLock for PosixLock {}
+impl FileLock for PosixLock {
+    fn set_holder(&self, text: &str) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
+    }
+}
+
+/// Who holds the lock in `file`, from what its last exclusive holder wrote
+/// there (`pid N` on the first line, a note after it; see `filename`).
+fn lock_holder(file: &File) -> Option<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut (&*file), &mut text).ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.strip_prefix("pid ")?.trim().parse().ok()?;
+    let note = lines.next().map(str::trim).filter(|n| !n.is_empty());
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Some(format!(
+            "another process (its last writer, pid {pid}, has exited: an offline \
+             `lsmfs check`, `stats` or `inspect` may be reading it)"
+        ));
+    }
+    Some(match note {
+        Some(n) => format!("lsmfs process {pid} ({n})"),
+        None => format!("lsmfs process {pid}"),
+    })
+}
+
+fn flock(file: &File, path: &Path, how: libc::c_int) -> Result<()> {
+    // SAFETY: flock on a valid, owned descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(Error::Locked {
+            dir: path.parent().unwrap_or(path).to_path_buf(),
+            holder: lock_holder(file),
+        });
+    }
+    Err(Error::io(ctx("flock", path), err))
+}
 
 impl Env for PosixEnv {
     fn create_writable(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
@@ -339,17 +380,22 @@ impl Env for PosixEnv {
             path,
         )
         .map_err(|e| Error::io(ctx("open lock file", path), e))?;
-        // SAFETY: flock on a valid, owned descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let dir = path.parent().unwrap_or(path);
-                return Err(Error::Locked(dir.to_path_buf()));
+        flock(&file, path, libc::LOCK_EX)?;
+        Ok(Box::new(PosixLock { file }))
+    }
+
+    fn lock_file_shared(&self, path: &Path) -> Result<SharedLock> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Ok(SharedLock::Unavailable(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )))
             }
-            return Err(Error::io(ctx("flock", path), err));
-        }
-        Ok(Box::new(PosixLock { _file: file }))
+        };
+        flock(&file, path, libc::LOCK_SH)?;
+        Ok(SharedLock::Held(Box::new(PosixLock { file })))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> Result<()> {
@@ -554,11 +600,40 @@ mod tests {
         let l = env.lock_file(&lock_path).unwrap();
         assert!(env.exists(&lock_path));
         match env.lock_file(&lock_path) {
-            Err(Error::Locked(p)) => assert_eq!(p, dir.path()),
+            Err(Error::Locked { dir: p, .. }) => assert_eq!(p, dir.path()),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("second lock succeeded"),
         }
         drop(l);
         let _l = env.lock_file(&lock_path).unwrap();
+    }
+
+    /// A refused locker is told the holder's pid and note; readers share a
+    /// lock without creating the file.
+    #[test]
+    fn shared_locks_and_the_holder_named() {
+        let (dir, env) = setup();
+        let lock_path = dir.path().join("LOCK");
+        match env.lock_file_shared(&lock_path).unwrap() {
+            SharedLock::Unavailable(why) => assert!(why.contains("LOCK"), "{why}"),
+            SharedLock::Held(_) => panic!("locked a file that does not exist"),
+        }
+        assert!(!env.exists(&lock_path), "a reader created the lock file");
+        let l = env.lock_file(&lock_path).unwrap();
+        l.set_holder(&format!("pid {}\nmounted on /mnt/x\n", std::process::id()));
+        let msg = match env.lock_file_shared(&lock_path) {
+            Err(e @ Error::Locked { .. }) => e.to_string(),
+            _ => panic!("a shared lock beside an exclusive one"),
+        };
+        let want = format!("lsmfs process {} (mounted on /mnt/x)", std::process::id());
+        assert!(msg.contains(&want), "{msg}");
+        drop(l);
+        let r1 = env.lock_file_shared(&lock_path).unwrap();
+        let r2 = env.lock_file_shared(&lock_path).unwrap();
+        assert!(matches!(r1, SharedLock::Held(_)) && matches!(r2, SharedLock::Held(_)));
+        assert!(matches!(
+            env.lock_file(&lock_path),
+            Err(Error::Locked { .. })
+        ));
     }
 }

@@ -12,9 +12,8 @@
 
 use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
 use super::schema::*;
-use crate::engine::{Db, Options};
+use crate::engine::Db;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 #[derive(Default)]
 struct Seen {
@@ -80,13 +79,22 @@ pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>
     }
     verify(&s, problems);
     let dirs = s.inodes.values().filter(|a| a.is_dir()).count();
-    let bytes: u64 = s
+    // What is stored (chunks and inline data), not the files' sizes: a
+    // sparse file's holes take no room and are not file data.
+    let inline: u64 = s
+        .inodes
+        .values()
+        .filter_map(|a| a.inline.as_ref())
+        .map(|d| d.len() as u64)
+        .sum();
+    let bytes = inline + s.chunks.iter().map(|c| c.2 as u64).sum::<u64>();
+    let apparent: u64 = s
         .inodes
         .values()
         .filter(|a| !a.is_dir())
         .fold(0u64, |n, a| n.saturating_add(a.size));
     summary.push(format!(
-        "filesystem: {} inodes ({dirs} directories), {} entries, {} chunks, {} xattrs, {} orphans, {bytes} bytes of file data",
+        "filesystem: {} inodes ({dirs} directories), {} entries, {} chunks, {} xattrs, {} orphans, {bytes} bytes of file data ({apparent} bytes of file sizes, holes included)",
         s.inodes.len(),
         s.entries.len(),
         s.chunks.len(),
@@ -224,14 +232,8 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
     }
 }
 
-/// Resolve `path` in the store at `dir` (opened read-only) and print every key it touches.
-pub fn inspect_path(dir: &Path, path: &str, raw: bool) -> Result<(), String> {
-    let opts = Options {
-        read_only: true,
-        background_compaction: false,
-        ..Default::default()
-    };
-    let db = Db::open(dir, opts).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Resolve `path` in the store `db` and print every key it touches.
+pub fn inspect_path(db: &Db, path: &str, raw: bool) -> Result<(), String> {
     let show = |k: &[u8], v: Option<&[u8]>| {
         println!("  {}", crate::tools::inspect::describe(k, v, raw));
     };

@@ -40,6 +40,7 @@ pub mod fuse;
 pub mod fusermount;
 pub mod inode;
 pub mod mount;
+pub mod mount_checks;
 pub mod namespace;
 pub mod ops;
 pub mod requests;
@@ -60,7 +61,8 @@ pub struct FsConfig {
     /// kill -9 loses what the kernel had not yet sent.
     pub writeback_cache: bool,
     pub read_only: bool,
-    /// Directory whose filesystem `statfs` reports (the data directory).
+    /// Directory whose filesystem `statfs` reports (the data directory,
+    /// opened once, before the mount exists: see `space`).
     pub statfs_path: Option<PathBuf>,
     /// Bytes kept free on that filesystem for flushes and compactions:
     /// operations that add data fail with ENOSPC below it (see `space`).

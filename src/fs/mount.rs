@@ -1,8 +1,11 @@
 //! `lsmfs mount DATA_DIR MOUNTPOINT`: run the FUSE daemon.
 //!
+//! - Nothing is created before `mount_checks` has passed (mount point,
+//!   data directory, nesting): a refused mount leaves the disk untouched.
 //! - Foreground by default; `--daemon` re-executes itself in the foreground
 //!   in a new session (cwd `/`, stdin/stdout `/dev/null`, stderr appended to
-//!   `DATA_DIR/LOG`) and returns once a *new* lsmfs mount at MOUNTPOINT
+//!   `DATA_DIR/LOG`, or `--log-file`; a read-only mount never writes in
+//!   DATA_DIR, so without `--log-file` it keeps the caller's stderr) and returns once a *new* lsmfs mount at MOUNTPOINT
 //!   shows up in `/proc/self/mountinfo` and answers `statfs`; if the daemon
 //!   dies first, it prints the daemon's part of the log and exits 1.
 //! - SIGINT, SIGTERM and SIGHUP are blocked before any thread starts (so
@@ -11,7 +14,9 @@
 //!   busy — waits for the FUSE session to end, and closes the store, which
 //!   flushes the engine. An external `umount` ends the FUSE session the same
 //!   way: the daemon closes the store and exits 0.
-//! - The store is opened *before* touching the mount point, so its LOCK
+//! - `-o ro` opens the store read-only: the WAL is replayed into memory,
+//!   nothing is written (no new WAL or MANIFEST), and the LOCK is shared.
+//! - The store is opened *before* changing the mount point, so its LOCK
 //!   decides who owns DATA_DIR: a second daemon fails there with one line.
 //!   Only then is a stale mount at MOUNTPOINT (a killed daemon's: `statfs`
 //!   answers ENOTCONN — `stat` can still be answered from the kernel's
@@ -29,6 +34,8 @@
 //!   reads, so a few more threads than the 2 cores of a small machine keep
 //!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
 
+use crate::cli_values::{int_in, size_in};
+use crate::fs::mount_checks;
 use crate::fs::ops::{Negotiated, Transport};
 use crate::fs::{uring, FsConfig, FuseFs};
 use crate::store::{EngineStore, Store};
@@ -47,34 +54,38 @@ use std::time::{Duration, Instant};
 pub struct MountArgs {
     /// Directory holding the store (created if missing).
     pub data_dir: PathBuf,
-    /// Empty directory to mount on.
+    /// Empty directory to mount on (-o nonempty allows a non-empty one).
     pub mountpoint: PathBuf,
     /// Return once the mount is live, leaving the daemon in the background
-    /// (its log goes to DATA_DIR/LOG).
+    /// (its log goes to DATA_DIR/LOG, or --log-file).
     #[arg(long)]
     pub daemon: bool,
-    /// FUSE worker threads (default 4: requests block on WAL writes and
-    /// table reads, so a few more than the cores keep the queue busy).
-    #[arg(long, default_value_t = 4)]
-    pub threads: usize,
+    /// With --daemon: append the daemon's log to this file instead of
+    /// DATA_DIR/LOG (a read-only mount without it logs to stderr).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// FUSE worker threads, 1 to 64 (default 4: requests block on WAL
+    /// writes and table reads, so a few more than the cores keep the queue busy).
+    #[arg(long, default_value = "4", value_parser = int_in(1, MAX_THREADS))]
+    pub threads: u64,
     /// `always`: fsync the WAL before every reply; `on-fsync`: only on fsync/fdatasync/syncfs.
     #[arg(long, default_value = "on-fsync", value_parser = ["always", "on-fsync"])]
     pub sync: String,
-    /// Memtable size in bytes (flushed to a table when full). Two can be
-    /// in memory at once; bigger ones mean fewer flushes and WAL switches
-    /// (each fsyncs the old WAL) and less compaction.
-    #[arg(long, default_value_t = 32 << 20)]
-    pub memtable_size: usize,
+    /// Memtable size, 64K to 1G (suffixes K, M, G; flushed to a table when
+    /// full). Two can be in memory at once; bigger ones mean fewer flushes
+    /// and WAL switches (each fsyncs the old WAL) and less compaction.
+    #[arg(long, default_value = "32M", value_parser = size_in(64 << 10, 1 << 30))]
+    pub memtable_size: u64,
     /// Free space (MiB) kept on the data directory's disk for flushes and
     /// compactions: below it, operations that add data get ENOSPC. Default:
     /// eight memtables (room for the largest compaction); less on a small
     /// disk risks compactions that cannot run until space is freed.
-    #[arg(long)]
+    #[arg(long, value_parser = int_in(0, 1 << 40))]
     pub space_reserve_mb: Option<u64>,
-    /// Kernel read-ahead for this mount, in KiB (the kernel caps a FUSE
-    /// mount at 128 KiB; larger windows mean fewer, larger reads, several
-    /// in flight). 0 leaves the kernel's setting.
-    #[arg(long, default_value_t = 4096)]
+    /// Kernel read-ahead for this mount, in KiB, 0 to 1048576 (the kernel
+    /// caps a FUSE mount at 128 KiB; larger windows mean fewer, larger
+    /// reads, several in flight). 0 leaves the kernel's setting.
+    #[arg(long, default_value = "4096", value_parser = int_in(0, 1 << 20))]
     pub readahead_kb: u64,
     /// Refuse to mount a data directory that group or others can read or
     /// enter (without it, a warning).
@@ -86,13 +97,17 @@ pub struct MountArgs {
     #[arg(long, default_value_t = crate::fs::uring::DEFAULT_DEPTH)]
     pub uring_depth: u32,
     /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
-    /// nosuid, noexec, noacl (no POSIX ACLs), writeback_cache (weakens the
-    /// kill -9 guarantee), or
+    /// nosuid, noexec, noacl (no POSIX ACLs), nonempty, writeback_cache
+    /// (weakens the kill -9 guarantee), or
     /// any other option the kernel's FUSE understands (e.g. max_read=N).
     /// default_permissions is always on.
     #[arg(short = 'o')]
     pub options: Vec<String>,
 }
+
+/// More threads than this buy nothing (each is a cloned `/dev/fuse`
+/// descriptor and a stack); `--threads 100000` used to hang the mount.
+const MAX_THREADS: u64 = 64;
 
 pub fn run(args: MountArgs) -> i32 {
     let result = if args.daemon {
@@ -151,6 +166,11 @@ pub fn is_fuse_mounted(mountpoint: &Path, fstype_prefix: &str) -> bool {
         .any(|m| m.is_lsmfs() && m.fstype.starts_with(fstype_prefix))
 }
 
+/// Whether the top mount at `mountpoint` is an lsmfs one whose daemon answers.
+pub fn is_live_lsmfs_mount(mountpoint: &Path) -> bool {
+    mounts_at(mountpoint).last().is_some_and(|m| m.is_lsmfs()) && statfs_errno(mountpoint).is_none()
+}
+
 fn unescape(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
@@ -166,11 +186,23 @@ fn cpath(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
 }
 
-/// What must hold before the data directory is created or opened: its
-/// permissions (a warning through `warn`, or a refusal with
-/// `--strict-perms`) and, without privilege, fusermount3's rules.
-fn before_store(args: &MountArgs, mountpoint: &Path, warn: impl Fn(&str)) -> Result<(), String> {
-    if let Some(problem) = crate::data_dir::access_problem(&args.data_dir) {
+/// Check everything `mount_checks` refuses, then what must hold before
+/// the data directory is created or opened: its permissions (a warning
+/// through `warn`, or a refusal with `--strict-perms`) and, without
+/// privilege, fusermount3's rules. Only then is DATA_DIR created (never
+/// for a read-only mount). Returns the resolved paths and the options.
+fn prepare(
+    args: &MountArgs,
+    warn: impl Fn(&str),
+) -> Result<(mount_checks::Resolved, Parsed), String> {
+    let parsed = parse_options(&args.options)?;
+    let paths = mount_checks::check(
+        &args.data_dir,
+        &args.mountpoint,
+        parsed.nonempty,
+        parsed.read_only,
+    )?;
+    if let Some(problem) = crate::data_dir::access_problem(&paths.data_dir) {
         if args.strict_perms {
             return Err(format!("refusing (--strict-perms): {problem}"));
         }
@@ -178,21 +210,30 @@ fn before_store(args: &MountArgs, mountpoint: &Path, warn: impl Fn(&str)) -> Res
     }
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        let parsed = parse_options(&args.options)?;
-        super::fusermount::preflight(mountpoint, parsed.acl != fuser::SessionACL::Owner)?;
+        super::fusermount::preflight(&paths.mountpoint, parsed.acl != fuser::SessionACL::Owner)?;
     }
-    crate::data_dir::create(&args.data_dir)
+    if !parsed.read_only {
+        crate::data_dir::create(&paths.data_dir)?;
+    }
+    Ok((paths, parsed))
 }
 
 fn daemonize(args: &MountArgs) -> Result<(), String> {
-    let mountpoint = absolute(&args.mountpoint)?;
-    before_store(args, &mountpoint, |w| {
-        eprintln!("lsmfs mount: warning: {w}")
-    })?;
-    let data_dir = absolute(&args.data_dir)?;
-    let log_path = data_dir.join("LOG");
-    let log = crate::data_dir::open_append_private(&log_path)?;
-    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let (paths, parsed) = prepare(args, |w| eprintln!("lsmfs mount: warning: {w}"))?;
+    let (data_dir, mountpoint) = (paths.data_dir, paths.mountpoint);
+    let log_path = match &args.log_file {
+        Some(p) => Some(absolute(p)?),
+        None if parsed.read_only => None,
+        None => Some(data_dir.join("LOG")),
+    };
+    let log = match &log_path {
+        Some(p) => Some(crate::data_dir::open_append_private(p)?),
+        None => None,
+    };
+    let log_start = log
+        .as_ref()
+        .and_then(|l| l.metadata().ok())
+        .map_or(0, |m| m.len());
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     // The daemon reports "mounted" through this pipe; EOF without it means
     // it failed (or died). Mount ids and device numbers get reused, so
@@ -237,7 +278,7 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .env(READY_FD_ENV, ready_fd.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log);
+        .stderr(log.map_or_else(Stdio::inherit, Stdio::from));
     // SAFETY: setsid and fcntl are async-signal-safe and touch no Rust state.
     unsafe {
         cmd.pre_exec(move || {
@@ -259,7 +300,9 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
             data_dir.display(),
             mountpoint.display(),
             child.id(),
-            log_path.display()
+            log_path
+                .as_ref()
+                .map_or("to stderr".into(), |p| p.display().to_string())
         );
         return Ok(());
     }
@@ -267,6 +310,11 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         .wait()
         .map(|s| s.to_string())
         .unwrap_or_else(|e| e.to_string());
+    let Some(log_path) = log_path else {
+        return Err(format!(
+            "daemon exited ({status}) before mounting (its messages are above)"
+        ));
+    };
     let tail = std::fs::read(&log_path)
         .map(|d| String::from_utf8_lossy(&d[(log_start as usize).min(d.len())..]).into_owned())
         .unwrap_or_default();
@@ -366,9 +414,7 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
             ));
         }
     }
-    if mounts_at(mountpoint).last().is_some_and(|m| m.is_lsmfs())
-        && statfs_errno(mountpoint).is_none()
-    {
+    if is_live_lsmfs_mount(mountpoint) {
         return Err(format!(
             "{} is already a live lsmfs mount (umount it first)",
             mountpoint.display()
@@ -398,6 +444,9 @@ struct Parsed {
     /// `-o io_uring` (Some(true)) / `-o no_io_uring` (Some(false)); None:
     /// the ring when the kernel has it enabled.
     io_uring: Option<bool>,
+    /// `-o nonempty`: mount over a non-empty directory (checked by us; the
+    /// kernel does not know the option).
+    nonempty: bool,
 }
 
 impl Parsed {
@@ -437,6 +486,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
         writeback_cache: false,
         no_acl: false,
         io_uring: None,
+        nonempty: false,
     };
     let flag = |p: &mut Parsed, set: libc::c_ulong, clear: libc::c_ulong, o: MountOption| {
         p.flags = (p.flags | set) & !clear;
@@ -457,6 +507,7 @@ fn parse_options(opts: &[String]) -> Result<Parsed, String> {
             "noacl" => p.no_acl = true,
             "io_uring" => p.io_uring = Some(true),
             "no_io_uring" => p.io_uring = Some(false),
+            "nonempty" => p.nonempty = true,
             "noatime" => flag(&mut p, libc::MS_NOATIME, 0, MountOption::NoAtime),
             "atime" => flag(&mut p, 0, libc::MS_NOATIME, MountOption::Atime),
             "nodev" => flag(&mut p, libc::MS_NODEV, 0, MountOption::NoDev),
@@ -780,14 +831,11 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
     if !Path::new("/dev/fuse").exists() {
         return Err("/dev/fuse is missing: FUSE is not available on this machine".into());
     }
-    let mountpoint = absolute(&args.mountpoint)?;
-    before_store(args, &mountpoint, |w| log::warn!("{w}"))?;
+    let (paths, parsed) = prepare(args, |w| log::warn!("{w}"))?;
     // Before any thread exists, so that every thread inherits the mask.
     let signals = block_signals();
-    let parsed = parse_options(&args.options)?;
-    let sync_always = args.sync == "always";
-    let store = Arc::new(open_store(args, sync_always)?);
-    let served = serve(args, &mountpoint, &parsed, &store, &signals, ready);
+    let store = Arc::new(open_store(args, &paths, parsed.read_only)?);
+    let served = serve(args, &paths, &parsed, &store, &signals, ready);
     let closed = store.close();
     served?;
     closed.map_err(|e| format!("closing the store: {e}"))?;
@@ -799,22 +847,25 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
 /// largest compaction (all of L0 into L1: four memtables of L0 and the L1
 /// they overlap), so that it can always flush, compact and so give space
 /// back after deletions.
-fn space_reserve(memtable_size: usize) -> u64 {
-    8 * memtable_size.max(64 << 10) as u64
+fn space_reserve(memtable_size: u64) -> u64 {
+    8 * memtable_size
 }
 
 /// How long to wait for DATA_DIR's lock: a daemon that was just unmounted
 /// may still be flushing its store (`umount` returns before it exits).
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
-fn open_store(args: &MountArgs, sync_always: bool) -> Result<EngineStore, String> {
+fn open_store(
+    args: &MountArgs,
+    paths: &mount_checks::Resolved,
+    read_only: bool,
+) -> Result<EngineStore, String> {
+    let mut opts = EngineStore::tuned_options(args.sync == "always", args.memtable_size as usize);
+    opts.read_only = read_only;
+    opts.lock_note = format!("mounted on {}", paths.mountpoint.display());
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match EngineStore::open_tuned(
-            &args.data_dir,
-            sync_always,
-            args.memtable_size.max(64 << 10),
-        ) {
+        match EngineStore::open_with(&paths.data_dir, opts.clone()) {
             Err(e) if e.contains("locked") && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50))
             }
@@ -826,19 +877,21 @@ fn open_store(args: &MountArgs, sync_always: bool) -> Result<EngineStore, String
 /// Mount, serve until unmounted or signalled, unmount.
 fn serve(
     args: &MountArgs,
-    mountpoint: &Path,
+    paths: &mount_checks::Resolved,
     parsed: &Parsed,
     store: &Arc<EngineStore>,
     signals: &libc::sigset_t,
     ready: Option<std::fs::File>,
 ) -> Result<(), String> {
+    let mountpoint = paths.mountpoint.as_path();
+    let data_dir = paths.data_dir.as_path();
     prepare_mountpoint(mountpoint)?;
     let config = FsConfig {
         sync_always: args.sync == "always",
         writeback_cache: parsed.writeback_cache,
         read_only: parsed.read_only,
         no_acl: parsed.no_acl,
-        statfs_path: Some(args.data_dir.clone()),
+        statfs_path: Some(data_dir.to_path_buf()),
         space_reserve: args
             .space_reserve_mb
             .map_or_else(|| space_reserve(args.memtable_size), |mb| mb << 20),
@@ -850,14 +903,11 @@ fn serve(
         ..config
     };
     let dyn_store: Arc<dyn Store> = store.clone();
-    let fs = FuseFs::new(dyn_store, config).map_err(|e| {
-        format!(
-            "cannot start the filesystem on {}: {e}",
-            args.data_dir.display()
-        )
-    })?;
+    let fs = FuseFs::new(dyn_store, config)
+        .map_err(|e| format!("cannot start the filesystem on {}: {e}", data_dir.display()))?;
     let ops = fs.ops().clone();
-    let Served { session, ring } = start_session(fs, mountpoint, parsed, args.threads, ring)?;
+    let Served { session, ring } =
+        start_session(fs, mountpoint, parsed, args.threads as usize, ring)?;
     if args.readahead_kb > 0 {
         set_readahead(mountpoint, args.readahead_kb);
     }
@@ -867,7 +917,7 @@ fn serve(
     };
     log::info!(
         "mounted {} on {} ({transport}, sync {}{})",
-        args.data_dir.display(),
+        data_dir.display(),
         mountpoint.display(),
         args.sync,
         if parsed.read_only { ", read-only" } else { "" }

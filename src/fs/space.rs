@@ -18,9 +18,13 @@
 //! The available space is read with `statvfs` at most every 20 ms or after
 //! 1 MiB admitted since the last reading, whichever comes first; between
 //! readings the bytes admitted are subtracted from the last one.
+//!
+//! The disk is read through a descriptor of the data directory opened when
+//! the guard is made, before the mount exists (`fstatvfs`, never a path
+//! lookup): whatever later happens to the path, the daemon never resolves
+//! it through a mount, least of all its own (see `mount_checks`).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -49,7 +53,10 @@ struct Reading {
 }
 
 pub struct SpaceGuard {
-    path: Option<CString>,
+    /// The data directory, opened at `new`; None when it could not be.
+    dir: Option<std::fs::File>,
+    /// Made by `new` (a disk to report in `.lsmfs-stats`).
+    watched: bool,
     reserve: u64,
     last: Mutex<Option<Reading>>,
     /// Operations refused with ENOSPC so far.
@@ -60,7 +67,8 @@ impl SpaceGuard {
     /// No disk to watch (in-memory stores, tests): every operation fits.
     pub fn unlimited() -> SpaceGuard {
         SpaceGuard {
-            path: None,
+            dir: None,
+            watched: false,
             reserve: 0,
             last: Mutex::new(None),
             refused: AtomicU64::new(0),
@@ -69,8 +77,13 @@ impl SpaceGuard {
 
     /// Watch the filesystem holding `dir`, keeping `reserve` bytes free.
     pub fn new(dir: &Path, reserve: u64) -> SpaceGuard {
+        let opened = std::fs::File::open(dir);
+        if let Err(e) = &opened {
+            log::warn!("free space not watched: {}: {e}", dir.display());
+        }
         SpaceGuard {
-            path: CString::new(dir.as_os_str().as_bytes()).ok(),
+            dir: opened.ok(),
+            watched: true,
             reserve,
             last: Mutex::new(None),
             refused: AtomicU64::new(0),
@@ -83,7 +96,7 @@ impl SpaceGuard {
 
     /// One line for `.lsmfs-stats` (empty without a disk to watch).
     pub fn text(&self) -> String {
-        if self.path.is_none() {
+        if !self.watched {
             return String::new();
         }
         format!(
@@ -105,7 +118,7 @@ impl SpaceGuard {
     }
 
     fn admit_with(&self, bytes: u64, fresh: bool) -> Result<(), i32> {
-        let Some(path) = &self.path else {
+        let Some(dir) = &self.dir else {
             return Ok(());
         };
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,7 +127,7 @@ impl SpaceGuard {
                 .as_ref()
                 .is_none_or(|r| r.at.elapsed() >= REFRESH_AFTER || r.admitted >= REFRESH_BYTES);
         if stale {
-            if let Some(st) = statvfs(path) {
+            if let Some(st) = statvfs(dir) {
                 *last = Some(Reading {
                     at: Instant::now(),
                     avail: st.f_bavail.saturating_mul(st.f_frsize),
@@ -141,7 +154,7 @@ impl SpaceGuard {
     /// The disk as `statfs` should report it; `None` without a disk or when
     /// `statvfs` fails.
     pub fn disk_space(&self) -> Option<DiskSpace> {
-        let st = statvfs(self.path.as_ref()?)?;
+        let st = statvfs(self.dir.as_ref()?)?;
         let frsize = st.f_frsize.max(1);
         let held = self.reserve.div_ceil(frsize);
         Some(DiskSpace {
@@ -156,10 +169,10 @@ impl SpaceGuard {
     }
 }
 
-fn statvfs(path: &CString) -> Option<libc::statvfs> {
-    // SAFETY: statvfs writes into a zeroed struct we own; path is a valid C string.
+fn statvfs(dir: &std::fs::File) -> Option<libc::statvfs> {
+    // SAFETY: fstatvfs writes into a zeroed struct we own; the fd is open.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0 {
+    if unsafe { libc::fstatvfs(dir.as_raw_fd(), &mut st) } == 0 {
         Some(st)
     } else {
         None

@@ -17,12 +17,13 @@
 //! are reported as garbage, not as problems: a crash between writing a file
 //! and recording it leaves them, and the next open removes them.
 
+use super::offline::OpenError;
 use crate::engine::blob::decode_ref;
 use crate::engine::dbformat::{compare_internal, parse_internal_key, ValueType};
 use crate::engine::filename::{parse_file_name, FileType};
 use crate::engine::iterator::InternalIterator;
 use crate::engine::sstable::widen_bounds;
-use crate::engine::{Db, Error, Options};
+use crate::engine::{Db, Error};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
@@ -74,21 +75,10 @@ pub fn run(args: CheckArgs) -> i32 {
 
 /// Check a data directory. `Err` means the check could not run at all.
 pub fn check_dir(dir: &Path) -> Result<CheckReport, String> {
-    if !dir.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
-    let opts = Options {
-        read_only: true,
-        background_compaction: false,
-        ..Default::default()
-    };
     let mut report = CheckReport::default();
-    let db = match Db::open(dir, opts) {
+    let db = match super::offline::open(dir, false, "unmount it first (check runs offline)") {
         Ok(db) => db,
-        Err(e @ Error::Locked(_)) => {
-            return Err(format!("{e}: unmount it first (check runs offline)"))
-        }
-        Err(e @ Error::Corruption { .. }) => {
+        Err(OpenError::Engine(e @ Error::Corruption { .. })) => {
             report.problems.push(e.to_string());
             return Ok(report);
         }

@@ -10,7 +10,6 @@
 //! would leave tables owned by them, which the owner's daemon cannot read.
 //! As root, new files go to the directory's owner (see `posix_env`).
 
-use crate::engine::{Db, Options};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,25 +37,15 @@ pub fn owner_or_root(dir: &std::path::Path) -> Result<(), String> {
 }
 
 pub fn run(args: CompactArgs) -> i32 {
-    let opts = Options {
-        create_if_missing: false,
-        ..Default::default()
-    };
     if let Err(msg) = owner_or_root(&args.path) {
         eprintln!("lsmfs compact: {msg}");
         return 2;
     }
-    if !args.path.join("CURRENT").exists() {
-        eprintln!(
-            "lsmfs compact: {} holds no lsmfs store",
-            args.path.display()
-        );
-        return 2;
-    }
-    let db = match Db::open(&args.path, opts) {
+    let db = match super::offline::open(&args.path, true, "unmount it first (compact runs offline)")
+    {
         Ok(db) => db,
         Err(e) => {
-            eprintln!("lsmfs compact: {}: {e}", args.path.display());
+            eprintln!("lsmfs compact: {e}");
             return 2;
         }
     };

@@ -14,6 +14,7 @@ use crate::engine::dbformat::parse_internal_key;
 use crate::engine::env::Env;
 use crate::engine::filename::current_file_name;
 use crate::engine::iterator::InternalIterator;
+use crate::engine::log_format::{BLOCK_SIZE, FIRST, FULL, HEADER_SIZE};
 use crate::engine::log_reader::LogReader;
 use crate::engine::posix_env::PosixEnv;
 use crate::engine::sstable::Table;
@@ -81,7 +82,11 @@ pub fn run(cmd: InspectCmd) -> i32 {
         InspectCmd::Sst { file, keys, raw } => sst(&file, shown(keys, raw)),
         InspectCmd::Wal { file, keys, raw } => wal(&file, shown(keys, raw)),
         InspectCmd::Blob { file, keys, raw } => blob(&file, shown(keys, raw)),
-        InspectCmd::Path { dir, path, raw } => crate::fs::fsck::inspect_path(&dir, &path, raw),
+        InspectCmd::Path { dir, path, raw } => {
+            super::offline::open(&dir, false, "unmount it first (inspect runs offline)")
+                .map_err(|e| e.to_string())
+                .and_then(|db| crate::fs::fsck::inspect_path(&db, &path, raw))
+        }
     };
     match r {
         Ok(()) => 0,
@@ -144,9 +149,31 @@ fn describe_internal(ikey: &[u8], value: &[u8], raw: bool) -> String {
     }
 }
 
+/// Refuse a file that does not start like a log: the first fragment
+/// header must be all zeros (an empty or preallocated log) or name a
+/// record start (FULL or FIRST) whose length fits in a block. A torn first
+/// record still passes and is reported as a torn tail at offset 0.
+fn check_is_log(file: &Path, data: &[u8], what: &str) -> Result<(), String> {
+    let head = &data[..data.len().min(HEADER_SIZE)];
+    if head.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    let plausible = head.len() == HEADER_SIZE
+        && matches!(head[6], FULL | FIRST)
+        && usize::from(u16::from_le_bytes([head[4], head[5]])) <= BLOCK_SIZE - HEADER_SIZE;
+    if plausible {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not {what}: no log record starts at offset 0",
+        file.display()
+    ))
+}
+
 fn manifest(path: &Path, shown: Shown) -> Result<(), String> {
     let env = PosixEnv::new();
     let (dir, file) = if path.is_dir() {
+        super::offline::preflight(path)?;
         let cur = current_file_name(path);
         let name = std::fs::read_to_string(&cur).map_err(|e| format!("{}: {e}", cur.display()))?;
         (path.to_path_buf(), path.join(name.trim_end()))
@@ -155,6 +182,16 @@ fn manifest(path: &Path, shown: Shown) -> Result<(), String> {
         (dir, path.to_path_buf())
     };
     let data = env.read_all(&file).map_err(|e| e.to_string())?;
+    check_is_log(&file, &data, "a MANIFEST")?;
+    let mut reader = LogReader::new(file.clone(), data.clone());
+    if let Ok(Some(rec)) = reader.read_record() {
+        if let Err(m) = VersionEdit::decode(&rec) {
+            return Err(format!(
+                "{} is not a MANIFEST: its first record is not a version edit ({m})",
+                file.display()
+            ));
+        }
+    }
     println!("MANIFEST {} ({} bytes)", file.display(), data.len());
     let mut reader = LogReader::new(file.clone(), data);
     let mut n = 0;
@@ -366,6 +403,15 @@ fn sst(file: &Path, shown: Shown) -> Result<(), String> {
 fn wal(file: &Path, shown: Shown) -> Result<(), String> {
     let raw = shown == Shown::Raw;
     let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    check_is_log(file, &data, "a WAL")?;
+    if let Ok(Some(rec)) = LogReader::new(file.to_path_buf(), data.clone()).read_record() {
+        if let Err(m) = WriteBatch::from_data(rec) {
+            return Err(format!(
+                "{} is not a WAL: its first record is not a write batch ({m})",
+                file.display()
+            ));
+        }
+    }
     println!("WAL {} ({} bytes)", file.display(), data.len());
     let mut reader = LogReader::new(file.to_path_buf(), data);
     loop {

@@ -3,5 +3,6 @@
 pub mod check;
 pub mod compact;
 pub mod inspect;
+pub mod offline;
 pub mod repair;
 pub mod stats;

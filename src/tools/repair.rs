@@ -24,7 +24,7 @@ pub fn run(args: RepairArgs) -> i32 {
     };
     let report = match repair(&args.path, &opts) {
         Ok(r) => r,
-        Err(e @ Error::Locked(_)) => {
+        Err(e @ Error::Locked { .. }) => {
             eprintln!("lsmfs repair: {e}: unmount it first (repair runs offline)");
             return 2;
         }

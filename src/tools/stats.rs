@@ -3,10 +3,12 @@
 //! On a live mount the figures come from the running daemon, through the
 //! hidden read-only file `.lsmfs-stats` at the mount root (it is not listed
 //! by `ls`; `cat MOUNTPOINT/.lsmfs-stats` works too). On a data directory
-//! the store is opened read-only and its levels and WAL are shown; the
-//! counters of a process that is not running are not kept.
+//! the store is opened read-only (see `offline`) and its levels and WAL are
+//! shown, scored with the tuning its last mount recorded, so the figures
+//! match what that mount showed; the counters of a process that is not
+//! running are not kept.
 
-use crate::engine::{Db, Error, Options};
+use super::offline;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -25,23 +27,18 @@ pub fn run(args: StatsArgs) -> i32 {
         print!("{text}");
         return 0;
     }
-    let opts = Options {
-        read_only: true,
-        background_compaction: false,
-        ..Default::default()
-    };
-    match Db::open(&args.path, opts) {
+    match offline::open(
+        &args.path,
+        false,
+        "pass its mount point to see live figures",
+    ) {
         Ok(db) => {
             println!("offline statistics of {}:", args.path.display());
             print!("{}", db.stats());
             0
         }
-        Err(e @ Error::Locked(_)) => {
-            eprintln!("lsmfs stats: {e}; pass its mount point to see live figures");
-            2
-        }
         Err(e) => {
-            eprintln!("lsmfs stats: {}: {e}", args.path.display());
+            eprintln!("lsmfs stats: {e}");
             2
         }
     }
