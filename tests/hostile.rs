@@ -184,10 +184,11 @@ fn bad_mount_points_are_refused_before_formatting() {
         }
     }
     // -o nonempty: mounted over the contents, which come back after.
+    let log = tmp.path().join("nonempty.log");
     let (r, _g) = mount_daemon(
         &fresh,
         &full,
-        &["-o", "nonempty", "--log-file", "/dev/null"],
+        &["-o", "nonempty", "--log-file", log.to_str().unwrap()],
     );
     assert_eq!(r.0, 0, "{}", r.2);
     assert!(!full.join("keep").exists(), "the mount does not hide keep");
@@ -277,19 +278,21 @@ fn read_only_mounts_write_nothing() {
     let _bind = RoBind::new(&m.data, &ro);
     let mnt2 = m.tmp.path().join("mnt2");
     fs::create_dir(&mnt2).unwrap();
+    // No --log-file: the daemon keeps the caller's stderr (a file here).
     let log = m.tmp.path().join("ro.log");
-    let (r, _g) = mount_daemon(
-        &ro,
-        &mnt2,
-        &["-o", "ro", "--log-file", log.to_str().unwrap()],
-    );
-    assert_eq!(
-        r.0,
-        0,
-        "{}{}",
-        r.2,
-        fs::read_to_string(&log).unwrap_or_default()
-    );
+    let _g = UnmountGuard(mnt2.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_lsmfs"))
+        .arg("mount")
+        .arg(&ro)
+        .arg(&mnt2)
+        .args(["--daemon", "-o", "ro"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
+        .output()
+        .unwrap();
+    let said = fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{said}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("log to stderr"));
     assert_eq!(fs::read(mnt2.join("w")).unwrap(), b"unflushed\n");
     assert!(Command::new("umount")
         .arg(&mnt2)

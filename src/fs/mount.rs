@@ -43,7 +43,7 @@ use fuser::MountOption;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -226,9 +226,19 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
         None if parsed.read_only => None,
         None => Some(data_dir.join("LOG")),
     };
-    let log = match &log_path {
-        Some(p) => Some(crate::data_dir::open_append_private(p)?),
-        None => None,
+    let log = match (&log_path, &args.log_file) {
+        // The user's own file (maybe a device or a shared log): created
+        // 0600 if missing, its mode otherwise left alone.
+        (Some(p), Some(_)) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(p)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+        ),
+        (Some(p), None) => Some(crate::data_dir::open_append_private(p)?),
+        (None, _) => None,
     };
     let log_start = log
         .as_ref()

@@ -44,7 +44,8 @@ pub struct CheckReport {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
-    if let Some(problem) = crate::data_dir::access_problem(&args.path) {
+    let is_store = args.path.join("CURRENT").exists();
+    if let Some(problem) = crate::data_dir::access_problem(&args.path).filter(|_| is_store) {
         println!("warning: {problem}");
     }
     match check_dir(&args.path) {
