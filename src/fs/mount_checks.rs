@@ -113,11 +113,14 @@ pub fn check(
 
 fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = mountpoint.display();
-    if super::mount::statfs_errno(mountpoint) == Some(libc::ENOTCONN) {
-        // A dead daemon's mount: detached once we hold the store's lock.
+    // A dead daemon's mount (ENOTCONN; ECONNABORTED while it is still
+    // dying): detached once we hold the store's lock.
+    let dead = |e: Option<i32>| matches!(e, Some(libc::ENOTCONN | libc::ECONNABORTED));
+    if dead(super::mount::statfs_errno(mountpoint)) {
         return resolve(mountpoint);
     }
     match std::fs::metadata(mountpoint) {
+        Err(e) if dead(e.raw_os_error()) => return resolve(mountpoint),
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("mount point {shown} is not a directory")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
