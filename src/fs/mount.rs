@@ -705,7 +705,11 @@ fn start_session(
             ring: None,
         });
     }
-    let count = queues.len();
+    // Named before the queues register: the kernel serves the first
+    // request as soon as the last queue is registered.
+    ops.set_transport(Transport::IoUring {
+        queues: queues.len(),
+    });
     match queues.start(
         ops.clone(),
         dev,
@@ -713,16 +717,16 @@ fn start_session(
         n.max_readahead,
         n.setxattr_ext,
     ) {
-        Ok(running) => {
-            ops.set_transport(Transport::IoUring { queues: count });
-            Ok(Served {
-                session,
-                ring: Some(running),
-            })
-        }
+        Ok(running) => Ok(Served {
+            session,
+            ring: Some(running),
+        }),
         // A refused registration turns the ring off in the kernel, which
         // then serves through /dev/fuse.
         Err(e) if p.io_uring != Some(true) => {
+            ops.set_transport(Transport::DevFuse {
+                threads: threads.max(1),
+            });
             log::warn!("serving through /dev/fuse: io_uring registration failed: {e}");
             Ok(Served {
                 session,
