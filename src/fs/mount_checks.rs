@@ -114,8 +114,14 @@ pub fn check(
 fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = mountpoint.display();
     // A dead daemon's mount (ENOTCONN; ECONNABORTED while it is still
-    // dying): detached once we hold the store's lock.
-    let dead = |e: Option<i32>| matches!(e, Some(libc::ENOTCONN | libc::ECONNABORTED));
+    // dying, ECANCELED while an io_uring daemon's queues are cancelled):
+    // detached once we hold the store's lock.
+    let dead = |e: Option<i32>| {
+        matches!(
+            e,
+            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+        )
+    };
     if dead(super::mount::statfs_errno(mountpoint)) {
         return resolve(mountpoint);
     }
