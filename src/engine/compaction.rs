@@ -10,15 +10,16 @@
 //! only, no bytes rewritten.
 //!
 //! While merging, an older version of a key is dropped when a newer one is
-//! visible to every live snapshot, and a deletion marker is dropped only when
-//! no live snapshot can see what it hides and no deeper level may hold the
-//! key (otherwise the older value would resurface). Output tables are cut at
+//! in the same snapshot stripe (every snapshot that sees the older one sees
+//! the newer: see `snapshot`), and a deletion marker is dropped only when it
+//! is older than every snapshot and no deeper level may hold the key
+//! (otherwise the older value would resurface). Output tables are cut at
 //! `target_file_size`, always between two user keys so that a user key never
 //! spans two files of one level.
 //!
 //! Range deletions (see `range_del`): an entry a tombstone of the inputs
-//! hides from every snapshot is dropped; a tombstone is dropped when every
-//! snapshot sees it and no deeper level overlaps its range, and otherwise
+//! hides from every snapshot that sees the entry is dropped; a tombstone is
+//! dropped when every snapshot sees it and no deeper level overlaps its range, and otherwise
 //! written to the outputs, clipped at the cuts between them so that each
 //! output's key range still covers its own tombstones and the level stays
 //! disjoint.
@@ -37,7 +38,7 @@
 
 use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
 use super::db::SCAN_READ_AHEAD;
-use super::dbformat::{parse_internal_key, user_key, SequenceNumber, ValueType};
+use super::dbformat::{parse_internal_key, user_key, ValueType};
 use super::env::Env;
 use super::error::{Error, Result};
 use super::filename::table_file_name;
@@ -45,6 +46,7 @@ use super::iterator::InternalIterator;
 use super::merge_iter::MergingIterator;
 use super::options::{Options, NUM_LEVELS};
 use super::range_del::{Fragments, RangeTombstone};
+use super::snapshot::Stripes;
 use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{LevelIterator, Version};
@@ -198,8 +200,8 @@ pub struct MergeContext<'a> {
     pub options: &'a Options,
     pub tables: &'a Arc<TableCache>,
     pub version: &'a Version,
-    /// Entries at or below this sequence are seen by every live snapshot.
-    pub smallest_snapshot: SequenceNumber,
+    /// The live snapshots' stripes (the live view's included).
+    pub stripes: &'a Stripes,
     pub shutting_down: &'a AtomicBool,
 }
 
@@ -314,11 +316,12 @@ pub fn merge(
         tombstones.extend(t.range_deletions().tombstones().iter().cloned());
     }
     let covering = Fragments::new(tombstones.clone());
+    let smallest = ctx.stripes.smallest();
     // The tombstones the outputs keep, sorted by start.
     let kept: Vec<RangeTombstone> = covering
         .tombstones()
         .iter()
-        .filter(|t| t.seq > ctx.smallest_snapshot || overlaps_below(ctx.version, out_level + 1, t))
+        .filter(|t| t.seq > smallest || overlaps_below(ctx.version, out_level + 1, t))
         .cloned()
         .collect();
     // Where the output being written starts (None: the first).
@@ -369,19 +372,18 @@ pub fn merge(
                 current_user_key = Some(parsed.user_key.to_vec());
                 last_seq_for_key = u64::MAX;
             }
-            let drop = if last_seq_for_key <= ctx.smallest_snapshot {
-                // A newer entry for this key is visible to every snapshot.
-                true
-            } else if covering.max_covering(parsed.user_key, ctx.smallest_snapshot)
-                > parsed.sequence
-            {
-                // A range deletion every snapshot sees hides it.
-                true
+            let seq = parsed.sequence;
+            let drop = if new_user_key {
+                false
             } else {
-                parsed.value_type == ValueType::Deletion
-                    && parsed.sequence <= ctx.smallest_snapshot
-                    && !deeper.may_contain(parsed.user_key)
-            };
+                // A newer entry of this key every snapshot seeing this one sees.
+                ctx.stripes.shadowed(last_seq_for_key, seq)
+            } || ctx
+                .stripes
+                .covered(seq, |read| covering.max_covering(parsed.user_key, read))
+                || (parsed.value_type == ValueType::Deletion
+                    && seq <= smallest
+                    && !deeper.may_contain(parsed.user_key));
             last_seq_for_key = parsed.sequence;
             if drop && parsed.value_type == ValueType::BlobIndex {
                 let r = super::blob::decode_ref(ctx.dir, input.value())?;

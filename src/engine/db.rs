@@ -42,6 +42,7 @@ use super::memtable::{MemGet, MemTable};
 use super::merge_iter::MergingIterator;
 use super::options::{Options, SyncMode, NUM_LEVELS};
 use super::options_file;
+use super::snapshot::{check_name, PersistentSnapshot, Stripes};
 use super::sstable::{ReadAhead, TableBuilder, TableOptions};
 use super::table_cache::TableCache;
 use super::version::{TableGet, Version};
@@ -376,6 +377,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn errno_error(context: String, errno: i32) -> Error {
+    Error::io(context, std::io::Error::from_raw_os_error(errno))
+}
+
 /// Delete tables and blob files no Version names, and temp files (at open,
 /// before anything is written).
 fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
@@ -599,6 +604,8 @@ impl Db {
             })
             .collect();
         logs.sort_unstable();
+        // The persistent snapshots are known by now: the replay keeps what they see.
+        let stripes = Stripes::new(versions.snapshots.values().map(|s| s.sequence), u64::MAX);
         let mut mem = Arc::new(MemTable::new());
         for number in logs {
             versions.mark_file_number_used(number);
@@ -618,7 +625,7 @@ impl Db {
                 batches += 1;
                 if !opts.read_only && mem.approximate_memory_usage() > opts.write_buffer_size {
                     let numbers = (versions.new_file_number(), versions.new_file_number());
-                    let out = write_level0_table(env, dir, opts, numbers, &mem, u64::MAX)?;
+                    let out = write_level0_table(env, dir, opts, numbers, &mem, &stripes)?;
                     add_level0_output(edit, out);
                     mem = Arc::new(MemTable::new());
                 }
@@ -639,7 +646,7 @@ impl Db {
         }
         if !mem.is_empty() {
             let numbers = (versions.new_file_number(), versions.new_file_number());
-            let out = write_level0_table(env, dir, opts, numbers, &mem, u64::MAX)?;
+            let out = write_level0_table(env, dir, opts, numbers, &mem, &stripes)?;
             add_level0_output(edit, out);
         }
         if !edit.new_files.is_empty() {
@@ -740,12 +747,84 @@ impl Db {
 
     pub fn snapshot(&self) -> Snapshot {
         let shared = &self.handle.shared;
+        shared.hold(shared.visible_seq.load(Ordering::Acquire))
+    }
+
+    /// Record a persistent snapshot of everything written so far, durably:
+    /// the WAL is fsync'd, then one MANIFEST edit names the sequence. O(1)
+    /// whatever the store's size (it may wait for a running flush's or
+    /// compaction's MANIFEST write, never for the flush itself).
+    pub fn create_snapshot(&self, name: &str) -> Result<PersistentSnapshot> {
+        check_name(name).map_err(Error::InvalidArgument)?;
+        let shared = &self.handle.shared;
         let seq = shared.visible_seq.load(Ordering::Acquire);
-        *lock(&shared.snapshots).entry(seq).or_insert(0) += 1;
-        Snapshot {
-            sequence: seq,
-            shared: shared.clone(),
+        // Everything at or below `seq` is in this WAL or an older (synced) one.
+        self.sync()?;
+        let created_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut vs = lock(&shared.versions);
+        if vs.snapshot_named(name).is_some() {
+            return Err(errno_error(format!("snapshot {name:?}"), libc::EEXIST));
         }
+        let snap = PersistentSnapshot {
+            id: vs.next_snapshot_id,
+            name: name.to_string(),
+            sequence: seq,
+            created_ns,
+        };
+        let mut edit = VersionEdit {
+            last_sequence: Some(seq),
+            next_snapshot_id: Some(snap.id + 1),
+            new_snapshots: vec![snap.clone()],
+            ..Default::default()
+        };
+        // The new Version names the same files as the current one, so the
+        // state's `current` need not change.
+        // A failed write leaves no snapshot; the next edit starts a new MANIFEST.
+        vs.log_and_apply(&mut edit)?;
+        Ok(snap)
+    }
+
+    /// Delete the persistent snapshot `name` (one fsync'd MANIFEST edit);
+    /// what only it kept is dropped by the next compactions.
+    pub fn delete_snapshot(&self, name: &str) -> Result<()> {
+        let shared = &self.handle.shared;
+        if shared.opts.read_only {
+            return Err(Error::InvalidArgument("database is open read-only".into()));
+        }
+        let mut vs = lock(&shared.versions);
+        let Some(id) = vs.snapshot_named(name).map(|s| s.id) else {
+            return Err(errno_error(format!("snapshot {name:?}"), libc::ENOENT));
+        };
+        let mut edit = VersionEdit::default();
+        edit.deleted_snapshots.insert(id);
+        // A failed write leaves no snapshot; the next edit starts a new MANIFEST.
+        vs.log_and_apply(&mut edit)?;
+        drop(vs);
+        // Compaction scores do not see what became droppable; a manual
+        // `compact_range` or the next scheduled compactions collect it.
+        Ok(())
+    }
+
+    /// The live persistent snapshots, oldest first.
+    pub fn list_snapshots(&self) -> Vec<PersistentSnapshot> {
+        let vs = lock(&self.handle.shared.versions);
+        let mut v: Vec<PersistentSnapshot> = vs.snapshots.values().cloned().collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// A read view at the persistent snapshot `name`, if it exists. The view
+    /// stays valid if the snapshot is deleted meanwhile.
+    pub fn open_snapshot(&self, name: &str) -> Option<Snapshot> {
+        let shared = &self.handle.shared;
+        let vs = lock(&shared.versions);
+        let seq = vs.snapshot_named(name)?.sequence;
+        // Held before `versions` is released: a delete cannot slip between.
+        let snap = shared.hold(seq);
+        drop(vs);
+        Some(snap)
     }
 
     /// Switch the memtable and wait until it is an L0 table in the MANIFEST.
@@ -935,12 +1014,12 @@ impl Db {
 /// Write a memtable to a new L0 table; `None` if it is empty. The table is
 /// fsync'd; the caller fsyncs the directory before naming it in an edit.
 ///
-/// An older version of a key is left out when a newer one is visible to
-/// every snapshot (`smallest_snapshot`): a file rewritten chunk by chunk
+/// An older version of a key is left out when a newer one is in its
+/// snapshot stripe (see `snapshot`): a file rewritten chunk by chunk
 /// produces many versions of one key, and only the last one matters.
 /// So is an entry a range deletion of the memtable hides from every
-/// snapshot. Deletion markers and range deletions are kept — deeper levels
-/// may hold what they hide.
+/// snapshot that sees it. Deletion markers and range deletions are kept —
+/// deeper levels may hold what they hide.
 ///
 /// Values of at least `min_blob_size` bytes go to a new blob file (number
 /// `numbers.1`, fsync'd too), the table (`numbers.0`) holding references.
@@ -950,7 +1029,7 @@ pub(crate) fn write_level0_table(
     opts: &Options,
     numbers: (u64, u64),
     mem: &Arc<MemTable>,
-    smallest_snapshot: SequenceNumber,
+    stripes: &Stripes,
 ) -> Result<Option<Level0Output>> {
     let (number, blob_number) = numbers;
     let mut it = mem.iter();
@@ -980,8 +1059,8 @@ pub(crate) fn write_level0_table(
         let same = !first && ukey == &last_user_key[..];
         let covered = ranges
             .as_ref()
-            .is_some_and(|r| r.max_covering(ukey, smallest_snapshot) > seq);
-        let shadowed = (same && last_seq <= smallest_snapshot) || covered;
+            .is_some_and(|r| stripes.covered(seq, |read| r.max_covering(ukey, read)));
+        let shadowed = (same && stripes.shadowed(last_seq, seq)) || covered;
         if !same {
             last_user_key.clear();
             last_user_key.extend_from_slice(ukey);
@@ -1469,7 +1548,7 @@ impl Shared {
                 &self.opts,
                 numbers,
                 &imm,
-                self.smallest_snapshot(),
+                &self.stripes(),
             )
             .and_then(|out| {
                 if out.is_some() {
@@ -1529,7 +1608,7 @@ impl Shared {
             self.update_compaction_needed();
             return Ok(());
         }
-        let smallest_snapshot = self.smallest_snapshot();
+        let stripes = self.stripes();
         let ctx = MergeContext {
             blobs: &self.blobs,
             env: &self.env,
@@ -1537,7 +1616,7 @@ impl Shared {
             options: &self.opts,
             tables: &self.tables,
             version: &version,
-            smallest_snapshot,
+            stripes: &stripes,
             shutting_down: &self.shutting_down,
         };
         let mut allocated = Vec::new();
@@ -1601,13 +1680,27 @@ impl Shared {
         }
     }
 
-    /// Entries at or below this sequence are seen by every live snapshot.
-    fn smallest_snapshot(&self) -> SequenceNumber {
-        lock(&self.snapshots)
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or_else(|| self.visible_seq.load(Ordering::Acquire))
+    /// The stripes of every snapshot — persistent, held in memory — and of
+    /// the live view. Lock order: `versions`, then `snapshots`.
+    fn stripes(&self) -> Stripes {
+        let vs = lock(&self.versions);
+        let held = lock(&self.snapshots);
+        Stripes::new(
+            vs.snapshots
+                .values()
+                .map(|s| s.sequence)
+                .chain(held.keys().copied()),
+            self.visible_seq.load(Ordering::Acquire),
+        )
+    }
+
+    /// Register a reader at `seq` (released when the Snapshot drops).
+    fn hold(self: &Arc<Self>, seq: SequenceNumber) -> Snapshot {
+        *lock(&self.snapshots).entry(seq).or_insert(0) += 1;
+        Snapshot {
+            sequence: seq,
+            shared: self.clone(),
+        }
     }
 
     fn update_compaction_needed(&self) {

@@ -15,6 +15,7 @@
 //! | `sstable` | immutable sorted table files, blocks, bloom filters |
 //! | `blob` | blob files: large values kept out of the tables |
 //! | `cache`, `table_cache` | LRU block cache, open-table cache |
+//! | `snapshot` | persistent snapshots; the stripes snapshots cut the sequences into |
 //! | `version_edit` | one change to the set of live files |
 //! | `version_set` | Versions, the MANIFEST, CURRENT, recovery of the file set |
 //! | `repair` | a new MANIFEST from the tables and WALs found, when the old one is lost |
@@ -45,6 +46,7 @@ pub mod options_file;
 pub mod posix_env;
 pub mod range_del;
 pub mod repair;
+pub mod snapshot;
 pub mod sstable;
 pub mod table_cache;
 pub mod version;
@@ -55,4 +57,5 @@ pub mod write_batch;
 pub use db::{Db, DbStats, Snapshot};
 pub use error::{Error, Result};
 pub use options::{Options, SyncMode};
+pub use snapshot::PersistentSnapshot;
 pub use write_batch::WriteBatch;

@@ -549,7 +549,8 @@ impl Repairer {
             &self.opts,
             numbers,
             &mem,
-            u64::MAX,
+            // A lost MANIFEST takes its snapshots with it: nothing to keep.
+            &super::snapshot::Stripes::new(std::iter::empty(), u64::MAX),
         )?;
         let table = out.map(|o| {
             if let Some(b) = o.blob {

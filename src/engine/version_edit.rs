@@ -15,12 +15,22 @@
 //! | 30 | new blob file | varint64 number, varint64 size, varint64 records, varint64 record bytes, varint64 garbage records, varint64 garbage bytes |
 //! | 31 | blob garbage | varint64 number, varint64 records, varint64 bytes (added to the file's garbage) |
 //! | 32 | deleted blob file | varint64 number |
+//! | 40 | new snapshot | varint64 id, length-prefixed name, varint64 sequence, varint64 creation time (ns since the epoch) |
+//! | 41 | deleted snapshot | varint64 id |
+//! | 42 | next snapshot id | varint64 |
 //!
 //! Blob files (tags 30–32) are members of the Version like tables: a flush
 //! that writes one adds it (tag 30, no garbage yet; a MANIFEST's snapshot
 //! record carries each file's garbage so far); a compaction that drops
 //! references to it adds their count and bytes (tag 31), and deletes the
 //! file (tag 32) in the same edit once every record is garbage.
+//!
+//! Persistent snapshots (tags 40–42, see `snapshot`) are part of the
+//! crash-safe state like the files: creating one is an edit holding tags 40
+//! and 42, deleting one an edit holding tag 41, and a MANIFEST's first record
+//! carries every live snapshot and the next id. A build from before snapshots
+//! refuses such a MANIFEST (unknown tag), which is right: it would compact
+//! away what the snapshots pin.
 //!
 //! Tags 1–6 and 9 mean what they mean in LevelDB; new files carry their
 //! sequence range and entry count too (tag 20), so `inspect` and `check`
@@ -34,6 +44,7 @@ use super::blob::BlobFileMeta;
 use super::coding::{put_length_prefixed, put_varint32, put_varint64, Decoder};
 use super::dbformat::{parse_internal_key, MAX_SEQUENCE};
 use super::options::NUM_LEVELS;
+use super::snapshot::PersistentSnapshot;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -51,6 +62,9 @@ const TAG_DELETED_BLOB: u32 = 32;
 
 /// File numbers (and the next-file counter) stay below this.
 pub const MAX_FILE_NUMBER: u64 = 1 << 62;
+const TAG_NEW_SNAPSHOT: u32 = 40;
+const TAG_DELETED_SNAPSHOT: u32 = 41;
+const TAG_NEXT_SNAPSHOT_ID: u32 = 42;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileMetaData {
@@ -78,6 +92,9 @@ pub struct VersionEdit {
     /// (blob file, records, bytes) that became garbage.
     pub blob_garbage: Vec<(u64, u64, u64)>,
     pub deleted_blobs: BTreeSet<u64>,
+    pub new_snapshots: Vec<PersistentSnapshot>,
+    pub deleted_snapshots: BTreeSet<u64>,
+    pub next_snapshot_id: Option<u64>,
 }
 
 impl VersionEdit {
@@ -149,6 +166,21 @@ impl VersionEdit {
         for n in &self.deleted_blobs {
             put_varint32(&mut d, TAG_DELETED_BLOB);
             put_varint64(&mut d, *n);
+        }
+        for snap in &self.new_snapshots {
+            put_varint32(&mut d, TAG_NEW_SNAPSHOT);
+            put_varint64(&mut d, snap.id);
+            put_length_prefixed(&mut d, snap.name.as_bytes());
+            put_varint64(&mut d, snap.sequence);
+            put_varint64(&mut d, snap.created_ns);
+        }
+        for id in &self.deleted_snapshots {
+            put_varint32(&mut d, TAG_DELETED_SNAPSHOT);
+            put_varint64(&mut d, *id);
+        }
+        if let Some(n) = self.next_snapshot_id {
+            put_varint32(&mut d, TAG_NEXT_SNAPSHOT_ID);
+            put_varint64(&mut d, n);
         }
         d
     }
@@ -242,6 +274,24 @@ impl VersionEdit {
                 TAG_DELETED_BLOB => {
                     e.deleted_blobs.insert(d.varint64().ok_or_else(bad)?);
                 }
+                TAG_NEW_SNAPSHOT => {
+                    let id = d.varint64().ok_or_else(bad)?;
+                    let name = d.length_prefixed().ok_or_else(bad)?;
+                    let name = String::from_utf8(name.to_vec())
+                        .map_err(|_| format!("snapshot name is not UTF-8 at byte {at} of edit"))?;
+                    let sequence = d.varint64().ok_or_else(bad)?;
+                    let created_ns = d.varint64().ok_or_else(bad)?;
+                    e.new_snapshots.push(PersistentSnapshot {
+                        id,
+                        name,
+                        sequence,
+                        created_ns,
+                    });
+                }
+                TAG_DELETED_SNAPSHOT => {
+                    e.deleted_snapshots.insert(d.varint64().ok_or_else(bad)?);
+                }
+                TAG_NEXT_SNAPSHOT_ID => e.next_snapshot_id = Some(d.varint64().ok_or_else(bad)?),
                 t => return Err(format!("unknown tag {t} at byte {at} of edit")),
             }
         }
@@ -357,6 +407,18 @@ impl fmt::Display for VersionEdit {
         for n in &self.deleted_blobs {
             parts.push(format!("-blob #{n}"));
         }
+        for snap in &self.new_snapshots {
+            parts.push(format!(
+                "+snapshot #{} {:?} seq {}",
+                snap.id, snap.name, snap.sequence
+            ));
+        }
+        for id in &self.deleted_snapshots {
+            parts.push(format!("-snapshot #{id}"));
+        }
+        if let Some(n) = self.next_snapshot_id {
+            parts.push(format!("next_snapshot={n}"));
+        }
         write!(f, "{}", parts.join(" "))
     }
 }
@@ -401,6 +463,14 @@ mod tests {
         });
         e.blob_garbage.push((11, 3, 12000));
         e.deleted_blobs.insert(10);
+        e.new_snapshots.push(PersistentSnapshot {
+            id: 3,
+            name: "before-upgrade".into(),
+            sequence: 8000,
+            created_ns: 1_700_000_000_000_000_000,
+        });
+        e.deleted_snapshots.insert(2);
+        e.next_snapshot_id = Some(4);
         e
     }
 
@@ -411,6 +481,11 @@ mod tests {
         assert_eq!(VersionEdit::decode(&[]).unwrap(), VersionEdit::default());
         let s = e.to_string();
         assert!(s.contains("+L2 #12") && s.contains("-L1 #7"), "{s}");
+        assert!(
+            s.contains("+snapshot #3 \"before-upgrade\" seq 8000"),
+            "{s}"
+        );
+        assert!(s.contains("-snapshot #2"), "{s}");
     }
 
     #[test]

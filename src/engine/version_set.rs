@@ -38,6 +38,7 @@ use super::filename::{
 use super::log_reader::LogReader;
 use super::log_writer::LogWriter;
 use super::options::{Options, NUM_LEVELS};
+use super::snapshot::PersistentSnapshot;
 use super::version::Version;
 use super::version_edit::{FileMetaData, VersionEdit};
 use std::cmp::Ordering;
@@ -70,6 +71,9 @@ pub struct VersionSet {
     pub manifest_number: u64,
     manifest: Option<LogWriter>,
     pub compact_pointers: Vec<Vec<u8>>,
+    /// Live persistent snapshots by id.
+    pub snapshots: BTreeMap<u64, PersistentSnapshot>,
+    pub next_snapshot_id: u64,
 }
 
 impl VersionSet {
@@ -87,6 +91,8 @@ impl VersionSet {
             manifest_number: 0,
             manifest: None,
             compact_pointers: vec![Vec::new(); NUM_LEVELS],
+            snapshots: BTreeMap::new(),
+            next_snapshot_id: 1,
         }
     }
 
@@ -179,6 +185,7 @@ impl VersionSet {
                     *p = key.clone();
                 }
             }
+            self.apply_snapshots(&edit);
             report.edits += 1;
         }
         if let Some(t) = reader.torn_tail() {
@@ -299,6 +306,9 @@ impl VersionSet {
         let mut builder = Builder::new(&self.current);
         builder.apply(edit);
         let version = builder.build();
+        // Snapshot changes take effect only if the record is written.
+        let undo = (self.snapshots.clone(), self.next_snapshot_id);
+        self.apply_snapshots(edit);
 
         let too_big = self
             .manifest
@@ -316,10 +326,29 @@ impl VersionSet {
         };
         if let Err(e) = result {
             self.manifest = None;
+            (self.snapshots, self.next_snapshot_id) = undo;
             return Err(e);
         }
         self.install(version);
         Ok(self.current.clone())
+    }
+
+    fn apply_snapshots(&mut self, edit: &VersionEdit) {
+        for id in &edit.deleted_snapshots {
+            self.snapshots.remove(id);
+        }
+        for snap in &edit.new_snapshots {
+            self.snapshots.insert(snap.id, snap.clone());
+            self.next_snapshot_id = self.next_snapshot_id.max(snap.id + 1);
+        }
+        if let Some(n) = edit.next_snapshot_id {
+            self.next_snapshot_id = self.next_snapshot_id.max(n);
+        }
+    }
+
+    /// The live persistent snapshot called `name`.
+    pub fn snapshot_named(&self, name: &str) -> Option<&PersistentSnapshot> {
+        self.snapshots.values().find(|s| s.name == name)
     }
 
     fn install(&mut self, version: Version) {
@@ -366,6 +395,8 @@ impl VersionSet {
             prev_log_number: Some(self.prev_log_number),
             next_file_number: Some(self.next_file_number),
             last_sequence: Some(self.last_sequence),
+            new_snapshots: self.snapshots.values().cloned().collect(),
+            next_snapshot_id: Some(self.next_snapshot_id),
             ..Default::default()
         };
         for (level, p) in self.compact_pointers.iter().enumerate() {

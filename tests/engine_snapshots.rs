@@ -1,0 +1,276 @@
+//! Persistent snapshots: a model check (random writes interleaved with
+//! snapshot create/delete, flushes, compactions and reopens; every snapshot
+//! reads exactly the map recorded when it was taken) and power loss /
+//! kill -9 around create and delete on the fault env.
+
+use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::{Db, Options, Snapshot, WriteBatch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn opts(env: &Arc<FaultEnv>) -> Options {
+    Options {
+        env: env.clone(),
+        write_buffer_size: 8 << 10,
+        block_size: 512,
+        target_file_size: 4 << 10,
+        max_bytes_for_level_base: 16 << 10,
+        l0_compaction_trigger: 2,
+        max_manifest_size: 2 << 10,
+        ..Default::default()
+    }
+}
+
+fn contents(db: &Db, snap: Option<&Snapshot>) -> lsmfs::engine::Result<Model> {
+    let mut it = db.iter(snap)?;
+    it.seek_to_first();
+    let mut m = Model::new();
+    while it.valid() {
+        m.insert(it.key().to_vec(), it.value().to_vec());
+        it.next();
+    }
+    it.status()?;
+    Ok(m)
+}
+
+/// A random batch applied to `model` too.
+fn random_batch(rng: &mut StdRng, model: &mut Model) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    for _ in 0..rng.gen_range(1..8) {
+        let i = rng.gen_range(0..400);
+        let k = format!("k{i:04}").into_bytes();
+        match rng.gen_range(0..100) {
+            0..=74 => {
+                let v: Vec<u8> = (0..rng.gen_range(1..200)).map(|_| rng.gen()).collect();
+                b.put(&k, &v);
+                model.insert(k, v);
+            }
+            75..=92 => {
+                b.delete(&k);
+                model.remove(&k);
+            }
+            _ => {
+                let end = format!("k{:04}", i + rng.gen_range(1..30)).into_bytes();
+                b.delete_range(&k, &end);
+                model.retain(|x, _| *x < k || *x >= end);
+            }
+        }
+    }
+    b
+}
+
+fn check_snapshots(db: &Db, snaps: &BTreeMap<String, Model>, at: &str) {
+    let listed: Vec<String> = db.list_snapshots().into_iter().map(|s| s.name).collect();
+    let want: Vec<String> = snaps.keys().cloned().collect();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, want, "{at}: snapshot list");
+    for (name, m) in snaps {
+        let s = db
+            .open_snapshot(name)
+            .expect("snapshot listed but not found");
+        let got = contents(db, Some(&s)).expect("read at snapshot");
+        assert!(got == *m, "{at}: snapshot {name} differs from its model");
+    }
+}
+
+#[test]
+fn snapshots_match_their_models_through_compactions_and_reopens() {
+    let env = Arc::new(FaultEnv::new());
+    let dir = Path::new("/db");
+    let mut rng = StdRng::seed_from_u64(12);
+    let mut db = Db::open(dir, opts(&env)).expect("open");
+    let mut model = Model::new();
+    let mut snaps: BTreeMap<String, Model> = BTreeMap::new();
+    let mut held: Vec<(Snapshot, Model)> = Vec::new();
+    let mut next = 0;
+    for step in 0..3000 {
+        match rng.gen_range(0..100) {
+            0..=79 => db
+                .write(random_batch(&mut rng, &mut model), false)
+                .expect("write"),
+            80..=82 => {
+                let name = format!("snap{next}");
+                next += 1;
+                db.create_snapshot(&name).expect("create");
+                snaps.insert(name, model.clone());
+            }
+            83..=84 => {
+                if let Some(name) = snaps.keys().next().cloned() {
+                    db.delete_snapshot(&name).expect("delete");
+                    snaps.remove(&name);
+                    assert!(db.open_snapshot(&name).is_none());
+                }
+            }
+            85..=86 => {
+                if held.len() < 3 {
+                    held.push((db.snapshot(), model.clone()));
+                } else {
+                    held.clear();
+                }
+            }
+            87..=90 => db.flush().expect("flush"),
+            91..=93 => db.compact_range(None, None).expect("compact"),
+            94..=95 => check_snapshots(&db, &snaps, &format!("step {step}")),
+            96..=97 => {
+                for (s, m) in &held {
+                    assert!(contents(&db, Some(s)).expect("read") == *m, "held snapshot");
+                }
+            }
+            _ => {
+                held.clear();
+                db.close().expect("close");
+                drop(db);
+                db = Db::open(dir, opts(&env)).expect("reopen");
+                check_snapshots(&db, &snaps, &format!("reopen at step {step}"));
+            }
+        }
+    }
+    assert!(contents(&db, None).expect("read") == model);
+    check_snapshots(&db, &snaps, "end");
+    assert!(next > 30, "the workload must create snapshots");
+    // Errors: a taken name, a missing one, a bad one.
+    db.create_snapshot("dup").expect("create dup");
+    assert_eq!(
+        db.create_snapshot("dup").map(|_| ()).unwrap_err().errno(),
+        libc::EEXIST
+    );
+    assert_eq!(
+        db.delete_snapshot("nope").unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        db.create_snapshot("a/b").map(|_| ()).unwrap_err().errno(),
+        libc::EINVAL
+    );
+}
+
+fn table_bytes(db: &Db) -> u64 {
+    db.stats().levels.iter().map(|l| l.bytes).sum()
+}
+
+#[test]
+fn a_snapshot_pins_the_versions_it_sees_through_a_full_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::default()).expect("open");
+    let value = vec![7u8; 4000];
+    for i in 0..500 {
+        db.put(format!("f{i:04}").as_bytes(), &value).expect("put");
+    }
+    db.create_snapshot("before").expect("create");
+    let other = vec![9u8; 4000];
+    for i in 0..500 {
+        db.put(format!("f{i:04}").as_bytes(), &other).expect("put");
+    }
+    db.compact_range(None, None).expect("compact");
+    let pinned = table_bytes(&db);
+    assert!(
+        pinned > 2 * 500 * 4000 * 9 / 10,
+        "both versions kept: {pinned}"
+    );
+    let s = db.open_snapshot("before").expect("snapshot");
+    assert_eq!(db.get_at(b"f0001", &s).expect("get"), Some(value.clone()));
+    drop(s);
+    db.delete_snapshot("before").expect("delete");
+    assert!(db.open_snapshot("before").is_none());
+    assert_eq!(db.get(b"f0001").expect("get"), Some(other));
+}
+
+/// kill -9 and power loss at random points around snapshot create and
+/// delete: every acknowledged snapshot is there and exact, every
+/// acknowledged delete is gone, an interrupted one is whole or absent.
+#[test]
+fn crashes_around_create_and_delete_keep_acknowledged_snapshots_exact() {
+    let env = Arc::new(FaultEnv::new());
+    let dir = Path::new("/db");
+    let mut base = Model::new();
+    // Snapshots that must exist, and ones that may (interrupted).
+    let mut snaps: BTreeMap<String, Model> = BTreeMap::new();
+    let mut next = 0;
+    for seed in 0..60u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let db = Db::open(dir, opts(&env)).expect("open");
+        let mut model = base.clone();
+        let mut maybe: BTreeMap<String, Option<Model>> = BTreeMap::new();
+        env.set_dead_after(rng.gen_range(1..1500));
+        for _ in 0..400 {
+            let r = rng.gen_range(0..100);
+            if r < 8 {
+                let name = format!("s{next}");
+                next += 1;
+                match db.create_snapshot(&name) {
+                    Ok(_) => {
+                        snaps.insert(name, model.clone());
+                    }
+                    Err(_) => {
+                        maybe.insert(name, Some(model.clone()));
+                        break;
+                    }
+                }
+            } else if r < 12 && !snaps.is_empty() {
+                let name = snaps.keys().next().cloned().unwrap_or_default();
+                let m = snaps.remove(&name);
+                if db.delete_snapshot(&name).is_err() {
+                    maybe.insert(name, m);
+                    break;
+                }
+            } else {
+                let mut m2 = model.clone();
+                let b = random_batch(&mut rng, &mut m2);
+                if db.write(b, false).is_err() {
+                    break;
+                }
+                model = m2;
+            }
+        }
+        drop(db);
+        if seed % 2 == 0 {
+            env.kill();
+        } else {
+            env.crash();
+        }
+        env.clear_faults();
+        let db =
+            Db::open(dir, opts(&env)).unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
+        let listed: BTreeMap<String, ()> = db
+            .list_snapshots()
+            .into_iter()
+            .map(|s| (s.name, ()))
+            .collect();
+        for (name, m) in &snaps {
+            assert!(
+                listed.contains_key(name),
+                "seed {seed}: acknowledged {name} lost"
+            );
+            let s = db.open_snapshot(name).expect("open snapshot");
+            let got = contents(&db, Some(&s)).expect("read");
+            assert!(got == *m, "seed {seed}: snapshot {name} is not exact");
+        }
+        for (name, m) in &maybe {
+            if let Some(s) = db.open_snapshot(name) {
+                let got = contents(&db, Some(&s)).expect("read");
+                assert!(
+                    Some(&got) == m.as_ref(),
+                    "seed {seed}: interrupted {name} not whole"
+                );
+                if let Some(m) = m {
+                    snaps.insert(name.clone(), m.clone());
+                }
+            }
+        }
+        for name in listed.keys() {
+            assert!(
+                snaps.contains_key(name),
+                "seed {seed}: deleted {name} came back"
+            );
+        }
+        base = contents(&db, None).expect("read live");
+        db.close().expect("close");
+    }
+    assert!(next > 20, "the trials must create snapshots ({next})");
+}
