@@ -4,7 +4,7 @@
 //! a real mount, `lsmfs repair` and `lsmfs check`.
 
 mod common;
-use common::{sh, Mounted};
+use common::{lsmfs_output as lsmfs, output_text as text, sh, Mounted};
 use lsmfs::engine::dbformat::{make_internal_key, ValueType};
 use lsmfs::engine::env::Env;
 use lsmfs::engine::iterator::InternalIterator;
@@ -15,7 +15,6 @@ use lsmfs::engine::{Db, Error, Options};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -532,21 +531,6 @@ fn repair_keeps_every_readable_record_of_a_damaged_wal() {
 }
 
 // ------------------------------------------------------------ through a mount
-
-fn lsmfs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lsmfs"))
-        .args(args)
-        .output()
-        .expect("run lsmfs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Every name under the mount, with its type, size and mode.
 fn listing(m: &Mounted) -> String {

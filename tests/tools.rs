@@ -3,25 +3,9 @@
 //! they say about deliberate damage.
 
 mod common;
-use common::{sh, Mounted};
+use common::{lsmfs_output as lsmfs, output_text as text, sh, Mounted};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn lsmfs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lsmfs"))
-        .args(args)
-        .output()
-        .expect("run lsmfs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A store with a few hundred files, some large, flushed to tables.
 fn build(m: &mut Mounted) {

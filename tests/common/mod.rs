@@ -427,3 +427,20 @@ pub fn sh(cmd: &str, dir: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Run the built `lsmfs` with `args`, capturing its output.
+pub fn lsmfs_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lsmfs"))
+        .args(args)
+        .output()
+        .expect("run lsmfs")
+}
+
+/// A command's stdout then stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
