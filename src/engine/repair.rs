@@ -179,12 +179,9 @@ struct Repairer {
 /// `Error::Locked` if a process has it open.
 pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
     let env = opts.env.clone();
-    let Ok(mut names) = env.list_dir(dir) else {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
-    };
+    // The listing's own error names the directory and the errno (missing,
+    // not a directory, no permission).
+    let mut names = env.list_dir(dir)?;
     let ours = |n: &String| {
         matches!(
             parse_file_name(n),

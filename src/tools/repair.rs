@@ -29,7 +29,8 @@ pub fn run(args: RepairArgs) -> i32 {
             return 2;
         }
         Err(e) => {
-            eprintln!("lsmfs repair: {}: {e}", args.path.display());
+            // Engine errors name the file (and offset) themselves.
+            eprintln!("lsmfs repair: {e}");
             return 2;
         }
     };
