@@ -181,6 +181,17 @@ fn statfs_works(p: &std::path::Path) {
 }
 
 #[test]
+fn a_clean_unmount_ends_every_ring_queue() {
+    let Some(mut m) = ring_possible().then(|| Mounted::with_args(&["-o", "io_uring"])) else {
+        return;
+    };
+    m.unmount();
+    let log = m.log_text();
+    assert!(log.contains("store closed cleanly"), "{log}");
+    assert!(!log.contains("did not end"), "{log}");
+}
+
+#[test]
 fn data_written_on_the_ring_survives_kill9_on_either_transport() {
     if !ring_possible() {
         return;

@@ -253,15 +253,23 @@ impl Queues {
 
 impl Running {
     /// Wait (up to `timeout`) for the queues to end after the unmount.
+    /// The kernel ends every entry when the connection goes, so a queue
+    /// still running by then is a bug, logged as one.
     pub fn wait(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut stuck = 0;
         for t in self.threads {
             while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(1));
             }
             if t.is_finished() {
                 let _ = t.join();
+            } else {
+                stuck += 1;
             }
+        }
+        if stuck > 0 {
+            log::warn!("io_uring: {stuck} queue(s) did not end after the unmount");
         }
     }
 }
@@ -371,7 +379,7 @@ fn serve_queue(
         return;
     }
     let mut warned = false;
-    while live > 0 {
+    loop {
         for (i, res) in pending.drain(..) {
             let Some(slot) = slots.get_mut(i as usize) else {
                 continue;
@@ -401,6 +409,11 @@ fn serve_queue(
                 log::warn!("io_uring queue {qid}: {e}");
                 return;
             }
+        }
+        // Checked before waiting: once the kernel has ended every entry
+        // nothing more will complete, and a wait would never return.
+        if live == 0 {
+            break;
         }
         match ring.submit_and_wait(1) {
             Ok(_) => {}
