@@ -235,7 +235,7 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
 /// Resolve `path` in the store `db` and print every key it touches.
 pub fn inspect_path(db: &Db, path: &str, raw: bool) -> Result<(), String> {
     let show = |k: &[u8], v: Option<&[u8]>| {
-        println!("  {}", crate::tools::inspect::describe(k, v, raw));
+        println!("  {}", super::schema::describe(k, v, raw));
     };
     let get = |k: &[u8]| db.get(k).map_err(|e| e.to_string());
     let mut ino = ROOT_INO;

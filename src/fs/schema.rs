@@ -143,6 +143,20 @@ fn quoted(b: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(b))
 }
 
+/// An entry of the store, in filesystem terms (`describe_key`) or, with
+/// `raw`, as hex: the one describer of `inspect` and `check --path`.
+pub fn describe(user_key: &[u8], value: Option<&[u8]>, raw: bool) -> String {
+    if raw {
+        let v = value.map_or(String::new(), |v| format!(" = {}", hex(v)));
+        return format!("{}{v}", hex(user_key));
+    }
+    describe_key(user_key, value)
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// One line describing a key (and its value, if given) in filesystem terms.
 pub fn describe_key(k: &[u8], value: Option<&[u8]>) -> String {
     match parse_key(k) {
@@ -190,10 +204,7 @@ pub fn describe_key(k: &[u8], value: Option<&[u8]>) -> String {
             Some(v) => format!("meta {} ({} bytes)", quoted(name), v.len()),
             None => format!("meta {}", quoted(name)),
         },
-        None => format!(
-            "<unknown key {}>",
-            k.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
+        None => format!("<unknown key {}>", hex(k)),
     }
 }
 

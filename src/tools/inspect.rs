@@ -22,6 +22,7 @@ use crate::engine::version_edit::{FileMetaData, VersionEdit};
 use crate::engine::version_set::VersionSet;
 use crate::engine::write_batch::{BatchEntry, WriteBatch};
 use crate::engine::Options;
+use crate::fs::schema::{describe, hex};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
@@ -114,19 +115,6 @@ fn shown(keys: bool, raw: bool) -> Shown {
         (true, false) => Shown::Keys,
         _ => Shown::Nothing,
     }
-}
-
-/// An entry of the store, in filesystem terms or as hex.
-pub fn describe(user_key: &[u8], value: Option<&[u8]>, raw: bool) -> String {
-    if raw {
-        let v = value.map_or(String::new(), |v| format!(" = {}", hex(v)));
-        return format!("{}{v}", hex(user_key));
-    }
-    crate::fs::schema::describe_key(user_key, value)
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn describe_internal(ikey: &[u8], value: &[u8], raw: bool) -> String {
