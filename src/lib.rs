@@ -12,5 +12,6 @@ pub mod cli_values;
 pub mod data_dir;
 pub mod engine;
 pub mod fs;
+pub mod log_file;
 pub mod store;
 pub mod tools;

@@ -16,6 +16,10 @@
 //! | `uring` | the io_uring transport: per-CPU queues, its wire format |
 //! | `fsck` | the offline invariant check behind `lsmfs check`, and `inspect path` |
 //! | `mount` | the `lsmfs mount` command |
+//! | `mount_options` | what each `-o` option means |
+//! | `mount_checks` | what `mount` refuses before it touches the disk |
+//! | `sd_notify` | telling systemd the mount is live |
+//! | `umount` | the `lsmfs umount` command |
 //! | `fusermount` | mounting without privilege through the setuid `fusermount3` |
 //!
 //! The root holds a hidden, read-only file `.lsmfs-stats` (inode 2, never
@@ -41,11 +45,14 @@ pub mod fusermount;
 pub mod inode;
 pub mod mount;
 pub mod mount_checks;
+pub mod mount_options;
 pub mod namespace;
 pub mod ops;
 pub mod requests;
 pub mod schema;
+pub mod sd_notify;
 pub mod space;
+pub mod umount;
 pub mod uring;
 pub mod xattr;
 

@@ -2,9 +2,17 @@
 //!
 //! - Nothing is created before `mount_checks` has passed (mount point,
 //!   data directory, nesting): a refused mount leaves the disk untouched.
-//! - Foreground by default; `--daemon` re-executes itself in the foreground
+//! - Foreground by default (`-f` says so): a supervisor (systemd's
+//!   `Type=notify`, a container, a terminal) wants the process it started to
+//!   be the filesystem, with errors on its stderr. mount(8)'s form, `lsmfs
+//!   DATA_DIR MOUNTPOINT -o OPTS` (what mount.fuse3 runs for `-t
+//!   fuse.lsmfs`, an fstab line, or `lsmfs#DATA_DIR`), daemonizes unless
+//!   `-f`, because mount(8) waits for its helper to exit (sshfs's
+//!   convention), and prints nothing on success. Under systemd the daemon
+//!   sends `READY=1` once the mount answers (`sd_notify`).
+//! - `--daemon` re-executes itself in the foreground
 //!   in a new session (cwd `/`, stdin/stdout `/dev/null`, stderr appended to
-//!   `DATA_DIR/LOG`, or `--log-file`; a read-only mount never writes in
+//!   `DATA_DIR/LOG`, or `--log-file`, rotated by `log_file`; a read-only mount never writes in
 //!   DATA_DIR, so without `--log-file` it keeps the caller's stderr) and returns once a *new* lsmfs mount at MOUNTPOINT
 //!   shows up in `/proc/self/mountinfo` and answers `statfs`; if the daemon
 //!   dies first, it prints the daemon's part of the log and exits 1.
@@ -34,6 +42,7 @@
 //!   reads, so a few more threads than the 2 cores of a small machine keep
 //!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
 
+use super::mount_options::{self, Parsed};
 use crate::cli_values::{int_in, size_in};
 use crate::fs::mount_checks;
 use crate::fs::ops::{Negotiated, Transport};
@@ -41,6 +50,7 @@ use crate::fs::{uring, FsConfig, FuseFs};
 use crate::store::{EngineStore, Store};
 use fuser::MountOption;
 use std::ffi::CString;
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -58,12 +68,30 @@ pub struct MountArgs {
     pub mountpoint: PathBuf,
     /// Return once the mount is live, leaving the daemon in the background
     /// (its log goes to DATA_DIR/LOG, or --log-file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "foreground")]
     pub daemon: bool,
-    /// With --daemon: append the daemon's log to this file instead of
-    /// DATA_DIR/LOG (a read-only mount without it logs to stderr).
+    /// Stay in the foreground until unmounted (the default of `lsmfs
+    /// mount`; mount(8)'s form `lsmfs DATA_DIR MOUNTPOINT` daemonizes
+    /// unless given -f).
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+    /// Append the log to this file (rotated, see --log-size) instead of
+    /// stderr; with --daemon the default is DATA_DIR/LOG (a read-only
+    /// mount without it logs to the caller's stderr).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Rotate the log file when it would pass this size, 64K to 1G:
+    /// LOG becomes LOG.1, LOG.1 LOG.2, and so on.
+    #[arg(long, default_value = crate::log_file::DEFAULT_SIZE,
+          value_parser = crate::log_file::LOG_SIZE_RANGE)]
+    pub log_size: u64,
+    /// Rotated logs kept (LOG.1 .. LOG.N), 0 to 100; 0 truncates in place.
+    #[arg(long, default_value = crate::log_file::DEFAULT_KEEP, value_parser = int_in(0, 100))]
+    pub log_keep: u64,
+    /// Called in mount(8)'s form (`lsmfs DATA_DIR MOUNTPOINT -o OPTS`, as
+    /// mount.fuse3 runs it): daemonize unless -f, print nothing on success.
+    #[arg(long, hide = true)]
+    pub mount_helper: bool,
     /// FUSE worker threads, 1 to 64 (default 4: requests block on WAL
     /// writes and table reads, so a few more than the cores keep the queue busy).
     #[arg(long, default_value = "4", value_parser = int_in(1, MAX_THREADS))]
@@ -96,21 +124,49 @@ pub struct MountArgs {
     /// have handed out at once.
     #[arg(long, default_value_t = crate::fs::uring::DEFAULT_DEPTH)]
     pub uring_depth: u32,
-    /// Comma-separated options: allow_other, allow_root, ro, noatime, nodev,
-    /// nosuid, noexec, noacl (no POSIX ACLs), nonempty, writeback_cache
-    /// (weakens the kill -9 guarantee), or
-    /// any other option the kernel's FUSE understands (e.g. max_read=N).
-    /// default_permissions is always on.
-    #[arg(short = 'o')]
+    /// Comma-separated mount options (see --help for each).
+    #[arg(short = 'o', value_name = "OPTS", long_help = super::mount_options::help())]
     pub options: Vec<String>,
 }
 
 /// More threads than this buy nothing (each is a cloned `/dev/fuse`
 /// descriptor and a stack); `--threads 100000` used to hang the mount.
-const MAX_THREADS: u64 = 64;
+pub const MAX_THREADS: u64 = 64;
 
-pub fn run(args: MountArgs) -> i32 {
-    let result = if args.daemon {
+/// Exit status: 0 unmounted cleanly (foreground) or mounted (--daemon);
+/// 1 the mount failed or ended in an error (one line says why); 2 usage.
+pub fn run(mut args: MountArgs) -> i32 {
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Err(msg) = mount_options::take_settings(&mut args) {
+        eprintln!("lsmfs mount: {msg}");
+        return 2;
+    }
+    let daemon = args.daemon || (args.mount_helper && !args.foreground);
+    // The caller's stderr, when the log goes elsewhere: the one error line
+    // is printed there too.
+    let mut terminal = None;
+    match &args.log_file {
+        Some(path) if !daemon => {
+            let rotation = crate::log_file::Rotation {
+                path: path.clone(),
+                max_size: args.log_size,
+                keep: args.log_keep,
+            };
+            match crate::log_file::init(rotation, logger) {
+                Ok(t) => terminal = t,
+                Err(msg) => {
+                    eprintln!("lsmfs mount: {msg}");
+                    return 1;
+                }
+            }
+        }
+        _ => {
+            let mut logger = logger;
+            logger.init();
+        }
+    }
+    let result = if daemon {
         daemonize(&args)
     } else {
         foreground(&args)
@@ -119,19 +175,22 @@ pub fn run(args: MountArgs) -> i32 {
         Ok(()) => 0,
         Err(msg) => {
             eprintln!("lsmfs mount: {msg}");
+            if let Some(mut t) = terminal {
+                let _ = writeln!(t, "lsmfs mount: {msg}");
+            }
             1
         }
     }
 }
 
 /// One line of `/proc/self/mountinfo`, the fields we use.
-struct MountEntry {
-    fstype: String,
-    source: String,
+pub(crate) struct MountEntry {
+    pub fstype: String,
+    pub source: String,
 }
 
 /// The mounts stacked at `mountpoint`, bottom first.
-fn mounts_at(mountpoint: &Path) -> Vec<MountEntry> {
+pub(crate) fn mounts_at(mountpoint: &Path) -> Vec<MountEntry> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
@@ -152,7 +211,7 @@ fn mounts_at(mountpoint: &Path) -> Vec<MountEntry> {
 }
 
 impl MountEntry {
-    fn is_lsmfs(&self) -> bool {
+    pub fn is_lsmfs(&self) -> bool {
         self.source == "lsmfs" && (self.fstype == "fuse" || self.fstype == "fuse.lsmfs")
     }
 }
@@ -182,7 +241,7 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-fn cpath(p: &Path) -> Result<CString, String> {
+pub(crate) fn cpath(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
 }
 
@@ -195,7 +254,7 @@ fn prepare(
     args: &MountArgs,
     warn: impl Fn(&str),
 ) -> Result<(mount_checks::Resolved, Parsed), String> {
-    let parsed = parse_options(&args.options)?;
+    let parsed = mount_options::parse(&args.options)?;
     let paths = mount_checks::check(
         &args.data_dir,
         &args.mountpoint,
@@ -280,6 +339,14 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     if args.strict_perms {
         cmd.arg("--strict-perms");
     }
+    if let Some(p) = &log_path {
+        cmd.arg("--log-file").arg(p);
+    }
+    cmd.arg("--log-size")
+        .arg(args.log_size.to_string())
+        .arg("--log-keep")
+        .arg(args.log_keep.to_string())
+        .arg("--foreground");
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
@@ -305,6 +372,9 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     let mut said = Vec::new();
     let _ = std::io::Read::read_to_end(&mut pipe, &mut said);
     if said == b"mounted\n" {
+        if args.mount_helper {
+            return Ok(()); // mount(8) prints nothing on success
+        }
         println!(
             "lsmfs: mounted {} on {} (pid {}, log {})",
             data_dir.display(),
@@ -388,7 +458,7 @@ fn settled_statfs_errno(path: &Path) -> Option<i32> {
     }
 }
 
-fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
@@ -438,118 +508,6 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
         )),
         Err(e) => Err(format!("mount point {}: {e}", mountpoint.display())),
     }
-}
-
-#[derive(Debug)]
-struct Parsed {
-    /// For fuser's mount path (the unprivileged fallback).
-    fuse: Vec<MountOption>,
-    /// For mount(2): MS_* flags and the FUSE data options.
-    flags: libc::c_ulong,
-    data: Vec<String>,
-    acl: fuser::SessionACL,
-    read_only: bool,
-    writeback_cache: bool,
-    no_acl: bool,
-    /// `-o io_uring` (Some(true)) / `-o no_io_uring` (Some(false)); None:
-    /// the ring when the kernel has it enabled.
-    io_uring: Option<bool>,
-    /// `-o nonempty`: mount over a non-empty directory (checked by us; the
-    /// kernel does not know the option).
-    nonempty: bool,
-}
-
-impl Parsed {
-    /// The options for fusermount3: name and type, the MS_* flags by name
-    /// (it forces nosuid,nodev for users anyway), the FUSE data options.
-    fn fusermount_options(&self) -> String {
-        let mut o = vec!["fsname=lsmfs".to_string(), "subtype=lsmfs".to_string()];
-        for (flag, name) in [
-            (libc::MS_RDONLY, "ro"),
-            (libc::MS_NOSUID, "nosuid"),
-            (libc::MS_NODEV, "nodev"),
-            (libc::MS_NOEXEC, "noexec"),
-            (libc::MS_NOATIME, "noatime"),
-            (libc::MS_SYNCHRONOUS, "sync"),
-            (libc::MS_DIRSYNC, "dirsync"),
-        ] {
-            if self.flags & flag != 0 {
-                o.push(name.into());
-            }
-        }
-        o.extend(self.data.iter().cloned());
-        o.join(",")
-    }
-}
-
-fn parse_options(opts: &[String]) -> Result<Parsed, String> {
-    let mut p = Parsed {
-        fuse: vec![
-            MountOption::FSName("lsmfs".into()),
-            MountOption::Subtype("lsmfs".into()),
-            MountOption::DefaultPermissions,
-        ],
-        flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: vec!["default_permissions".into()],
-        acl: fuser::SessionACL::Owner,
-        read_only: false,
-        writeback_cache: false,
-        no_acl: false,
-        io_uring: None,
-        nonempty: false,
-    };
-    let flag = |p: &mut Parsed, set: libc::c_ulong, clear: libc::c_ulong, o: MountOption| {
-        p.flags = (p.flags | set) & !clear;
-        p.fuse.retain(|x| *x != o);
-        p.fuse.push(o);
-    };
-    for o in opts.iter().flat_map(|s| s.split(',')).map(str::trim) {
-        match o {
-            "" | "default_permissions" | "rw" => {}
-            "allow_other" => p.acl = fuser::SessionACL::All,
-            "allow_root" => p.acl = fuser::SessionACL::RootAndOwner,
-            "ro" => {
-                p.read_only = true;
-                flag(&mut p, libc::MS_RDONLY, 0, MountOption::RO);
-            }
-            "writeback_cache" => p.writeback_cache = true,
-            "acl" => p.no_acl = false,
-            "noacl" => p.no_acl = true,
-            "io_uring" => p.io_uring = Some(true),
-            "no_io_uring" => p.io_uring = Some(false),
-            "nonempty" => p.nonempty = true,
-            "noatime" => flag(&mut p, libc::MS_NOATIME, 0, MountOption::NoAtime),
-            "atime" => flag(&mut p, 0, libc::MS_NOATIME, MountOption::Atime),
-            "nodev" => flag(&mut p, libc::MS_NODEV, 0, MountOption::NoDev),
-            "dev" => flag(&mut p, 0, libc::MS_NODEV, MountOption::Dev),
-            "nosuid" => flag(&mut p, libc::MS_NOSUID, 0, MountOption::NoSuid),
-            "suid" => flag(&mut p, 0, libc::MS_NOSUID, MountOption::Suid),
-            "noexec" => flag(&mut p, libc::MS_NOEXEC, 0, MountOption::NoExec),
-            "exec" => flag(&mut p, 0, libc::MS_NOEXEC, MountOption::Exec),
-            "sync" => flag(&mut p, libc::MS_SYNCHRONOUS, 0, MountOption::Sync),
-            "async" => flag(&mut p, 0, libc::MS_SYNCHRONOUS, MountOption::Async),
-            "dirsync" => flag(&mut p, libc::MS_DIRSYNC, 0, MountOption::DirSync),
-            "auto_unmount" => {
-                return Err(
-                    "-o auto_unmount is not supported: a killed daemon's mount is \
-                            detached by the next `lsmfs mount` instead"
-                        .into(),
-                )
-            }
-            o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
-                return Err(format!("-o {o}: the name and type are always lsmfs"))
-            }
-            other => {
-                p.data.push(other.to_string());
-                p.fuse.push(MountOption::CUSTOM(other.to_string()));
-            }
-        }
-    }
-    if p.acl != fuser::SessionACL::Owner {
-        // The kernel only knows allow_other; fuser filters allow_root itself.
-        p.data.push("allow_other".into());
-    }
-    Ok(p)
 }
 
 /// mount(2) a FUSE filesystem of type `fuse.lsmfs` at `mountpoint`; the
@@ -737,7 +695,7 @@ fn start_session(
     }
 }
 
-fn lazy_detach(mountpoint: &Path) -> Result<(), String> {
+pub(crate) fn lazy_detach(mountpoint: &Path) -> Result<(), String> {
     let c = cpath(mountpoint)?;
     // SAFETY: c is a valid path string.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
@@ -842,6 +800,7 @@ const BUSY_GRACE: Duration = Duration::from_secs(10);
 
 fn foreground(args: &MountArgs) -> Result<(), String> {
     let ready = take_ready_pipe();
+    let systemd = super::sd_notify::Notifier::take();
     if !Path::new("/dev/fuse").exists() {
         return Err("/dev/fuse is missing: FUSE is not available on this machine".into());
     }
@@ -849,7 +808,7 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
     // Before any thread exists, so that every thread inherits the mask.
     let signals = block_signals();
     let store = Arc::new(open_store(args, &paths, parsed.read_only)?);
-    let served = serve(args, &paths, &parsed, &store, &signals, ready);
+    let served = serve(args, &paths, &parsed, &store, &signals, (ready, &systemd));
     let closed = store.close();
     served?;
     closed.map_err(|e| format!("closing the store: {e}"))?;
@@ -895,7 +854,7 @@ fn serve(
     parsed: &Parsed,
     store: &Arc<EngineStore>,
     signals: &libc::sigset_t,
-    ready: Option<std::fs::File>,
+    (ready, systemd): (Option<std::fs::File>, &super::sd_notify::Notifier),
 ) -> Result<(), String> {
     let mountpoint = paths.mountpoint.as_path();
     let data_dir = paths.data_dir.as_path();
@@ -937,10 +896,15 @@ fn serve(
         if parsed.read_only { ", read-only" } else { "" }
     );
     if let Some(mut pipe) = ready {
-        let _ = std::io::Write::write_all(&mut pipe, b"mounted\n");
+        let _ = pipe.write_all(b"mounted\n");
     }
+    systemd.send(&format!(
+        "READY=1\nSTATUS=mounted on {}",
+        mountpoint.display()
+    ));
     loop {
         if let Some(sig) = wait_signal(signals, 200) {
+            systemd.send("STOPPING=1");
             log::info!("{}: unmounting {}", signal_name(sig), mountpoint.display());
             if let Err(e) = unmount(mountpoint) {
                 log::warn!("unmounting {}: {e}", mountpoint.display());
@@ -978,29 +942,6 @@ fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_map_to_flags_data_and_config() {
-        let p = parse_options(&["ro,noatime".into(), "allow_root,max_read=65536".into()]).unwrap();
-        assert!(p.read_only);
-        assert_ne!(p.flags & libc::MS_RDONLY, 0);
-        assert_ne!(p.flags & libc::MS_NOATIME, 0);
-        assert_ne!(p.flags & libc::MS_NOSUID, 0);
-        assert_eq!(p.acl, fuser::SessionACL::RootAndOwner);
-        assert_eq!(
-            p.data,
-            ["default_permissions", "max_read=65536", "allow_other"]
-        );
-        assert!(p
-            .fuse
-            .contains(&MountOption::CUSTOM("max_read=65536".into())));
-        let p = parse_options(&["writeback_cache,dev,rw".into()]).unwrap();
-        assert!(p.writeback_cache && !p.read_only);
-        assert_eq!(p.flags & libc::MS_NODEV, 0);
-        assert_eq!(p.acl, fuser::SessionACL::Owner);
-        assert!(parse_options(&["auto_unmount".into()]).is_err());
-        assert!(parse_options(&["fsname=x".into()]).is_err());
-    }
 
     #[test]
     fn mountinfo_paths_are_unescaped() {

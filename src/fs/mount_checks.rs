@@ -50,7 +50,7 @@ pub fn is_data_dir(dir: &Path) -> bool {
 }
 
 /// `p` canonical as far as it exists, the missing rest appended.
-fn resolve(p: &Path) -> Result<PathBuf, String> {
+pub(crate) fn resolve(p: &Path) -> Result<PathBuf, String> {
     let abs = std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let mut existing = abs.as_path();
     let mut rest = Vec::new();
@@ -111,22 +111,24 @@ pub fn check(
     })
 }
 
+/// Whether an errno from a mount point says its daemon is gone (ENOTCONN;
+/// ECONNABORTED while it is still dying, ECANCELED while an io_uring
+/// daemon's queues are cancelled).
+pub fn is_dead(e: Option<i32>) -> bool {
+    matches!(
+        e,
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+    )
+}
+
 fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = mountpoint.display();
-    // A dead daemon's mount (ENOTCONN; ECONNABORTED while it is still
-    // dying, ECANCELED while an io_uring daemon's queues are cancelled):
-    // detached once we hold the store's lock.
-    let dead = |e: Option<i32>| {
-        matches!(
-            e,
-            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
-        )
-    };
-    if dead(super::mount::statfs_errno(mountpoint)) {
+    // A dead daemon's mount: detached once we hold the store's lock.
+    if is_dead(super::mount::statfs_errno(mountpoint)) {
         return resolve(mountpoint);
     }
     match std::fs::metadata(mountpoint) {
-        Err(e) if dead(e.raw_os_error()) => return resolve(mountpoint),
+        Err(e) if is_dead(e.raw_os_error()) => return resolve(mountpoint),
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("mount point {shown} is not a directory")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
