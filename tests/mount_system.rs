@@ -70,8 +70,15 @@ fn install(prefix: &Path) -> String {
 /// Run `script` with `sh -e` in a private mount namespace in which
 /// `bin` is /usr/local/bin; its output, which must end in success.
 fn in_namespace(bin: &Path, mnt: &Path, script: &str) -> String {
+    // The new namespace starts with a copy of every mount, and a copy of
+    // another process's FUSE mount keeps its connection alive after that
+    // process unmounts it: detach the copies (here only: propagation is
+    // private) so that no other mount's daemon waits for this namespace.
     let full = format!(
-        "set -e\nmount --bind '{}' /usr/local/bin\n\
+        "set -e\nawk '{{ for (i = 7; i < NF; i++) if ($i == \"-\") {{ if ($(i+1) ~ /^fuse/) print $5; break }} }}' \
+         /proc/self/mountinfo | \
+         while read -r m; do umount -l \"$(printf '%b' \"$m\")\" 2>/dev/null || true; done\n\
+         mount --bind '{}' /usr/local/bin\n\
          trap 'umount -l \"{}\" 2>/dev/null || true' EXIT\n{script}",
         bin.display(),
         mnt.display()
