@@ -178,6 +178,16 @@ struct Repairer {
 /// Repair the data directory `dir` (see the module docs). Fails with
 /// `Error::Locked` if a process has it open.
 pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
+    repair_with_progress(dir, opts, &mut |_, _, _| {})
+}
+
+/// `repair`, calling `progress(done, total, file)` before each table, WAL
+/// and blob file it reads (`done` of `total` files done so far).
+pub fn repair_with_progress(
+    dir: &Path,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize, &Path),
+) -> Result<RepairReport> {
     let env = opts.env.clone();
     // The listing's own error names the directory and the errno (missing,
     // not a directory, no permission).
@@ -227,14 +237,23 @@ pub fn repair(dir: &Path, opts: &Options) -> Result<RepairReport> {
     }
     logs.sort_unstable();
     tables.sort_unstable();
+    blobs.sort_unstable();
+    let total = tables.len() + logs.len() + blobs.len();
+    let mut done = 0;
+    let mut next = |path: PathBuf| {
+        progress(done, total, &path);
+        done += 1;
+    };
     for n in tables {
+        next(table_file_name(dir, n));
         r.table(n)?;
     }
     for n in logs {
+        next(log_file_name(dir, n));
         r.wal(n)?;
     }
-    blobs.sort_unstable();
     for n in blobs {
+        next(blob_file_name(dir, n));
         r.blob(n);
     }
     for (_, name) in manifests {

@@ -18,6 +18,7 @@
 //! and recording it leaves them, and the next open removes them.
 
 use super::offline::OpenError;
+use super::progress::mib;
 use crate::engine::blob::decode_ref;
 use crate::engine::dbformat::{compare_internal, parse_internal_key, ValueType};
 use crate::engine::filename::{parse_file_name, FileType};
@@ -26,7 +27,6 @@ use crate::engine::sstable::widen_bounds;
 use crate::engine::{Db, Error};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -87,16 +87,20 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, String> {
     };
     check_tables(&db, &mut report);
     find_garbage(&db, dir, &mut report);
+    let mut progress = super::progress::Progress::new();
+    progress.show(|| "checking the filesystem tree: every key of the store".into());
     crate::fs::fsck::check_tree(&db, &mut report.problems, &mut report.summary);
+    progress.done();
     Ok(report)
 }
 
 fn check_tables(db: &Db, report: &mut CheckReport) {
     let version = db.current_version();
     let tables = db.table_cache();
-    let tty = std::io::stderr().is_terminal();
+    let mut progress = super::progress::Progress::new();
     let total = version.total_files();
-    let mut done = 0;
+    let all_bytes: u64 = version.files.iter().flatten().map(|f| f.file_size).sum();
+    let (mut done, mut done_bytes) = (0, 0u64);
     let mut total_entries = 0u64;
     let mut total_bytes = 0u64;
     // Blob file -> references found in the tables.
@@ -111,9 +115,14 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
         }
         for f in files {
             done += 1;
-            if tty {
-                eprint!("\rchecking table {done}/{total} ");
-            }
+            progress.show(|| {
+                format!(
+                    "checking tables: {done}/{total} files, {} of {}",
+                    mib(done_bytes),
+                    mib(all_bytes)
+                )
+            });
+            done_bytes += f.file_size;
             let table = match tables.get_table(f.number, f.file_size) {
                 Ok(t) => t,
                 Err(e) => {
@@ -172,6 +181,16 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                 last.clear();
                 last.extend_from_slice(k);
                 n += 1;
+                if n.is_multiple_of(4096) {
+                    progress.show(|| {
+                        format!(
+                            "checking tables: {done}/{total} files, {} of {} ({n} entries of #{})",
+                            mib(done_bytes),
+                            mib(all_bytes),
+                            f.number
+                        )
+                    });
+                }
                 it.next();
             }
             if let Err(e) = it.status() {
@@ -212,9 +231,7 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
             }
         }
     }
-    if tty && total > 0 {
-        eprintln!();
-    }
+    progress.done();
     let (mut blob_bytes, mut garbage_bytes) = (0, 0);
     for b in version.blobs.values() {
         blob_bytes += b.file_size;

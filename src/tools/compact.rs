@@ -10,7 +10,7 @@
 //! would leave tables owned by them, which the owner's daemon cannot read.
 //! As root, new files go to the directory's owner (see `posix_env`).
 
-use std::io::IsTerminal;
+use super::progress::{mib, Progress};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,6 +18,45 @@ use std::time::Instant;
 pub struct CompactArgs {
     /// The data directory (not mounted).
     pub path: PathBuf,
+}
+
+/// `compact_range` over everything, with a progress line on a terminal
+/// drawn from the engine's counters by a second thread: how much the
+/// compactions have read and written, against the tables' size at start
+/// (a full compaction reads each byte once per level it moves down).
+fn compact_showing_progress(
+    db: &crate::engine::Db,
+    before: &crate::engine::DbStats,
+) -> crate::engine::Result<()> {
+    let mut progress = Progress::new();
+    if !progress.on() {
+        return db.compact_range(None, None);
+    }
+    let total: u64 = before.levels.iter().map(|l| l.bytes).sum();
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = db.stats();
+                let read = now.bytes_compacted_read - before.bytes_compacted_read;
+                let written = now.bytes_compacted_written - before.bytes_compacted_written;
+                progress.show(|| {
+                    format!(
+                        "compacting: {} compactions, {} read, {} written (tables were {})",
+                        now.num_compactions - before.num_compactions,
+                        mib(read),
+                        mib(written),
+                        mib(total)
+                    )
+                });
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            progress.done();
+        });
+        let r = db.compact_range(None, None);
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })
 }
 
 /// Whether the caller may write into data directory `dir`.
@@ -49,13 +88,9 @@ pub fn run(args: CompactArgs) -> i32 {
             return 2;
         }
     };
-    let tty = std::io::stderr().is_terminal();
     let before = db.stats();
-    if tty {
-        eprintln!("compacting {} ...", args.path.display());
-    }
     let start = Instant::now();
-    let r = db.compact_range(None, None);
+    let r = compact_showing_progress(&db, &before);
     let after = db.stats();
     let closed = db.close();
     if let Err(e) = r.and(closed) {

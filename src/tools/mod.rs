@@ -4,5 +4,6 @@ pub mod check;
 pub mod compact;
 pub mod inspect;
 pub mod offline;
+pub mod progress;
 pub mod repair;
 pub mod stats;

@@ -7,7 +7,8 @@
 //! tell what was lost); 2 could not run (not a data directory, or mounted:
 //! it needs the lock).
 
-use crate::engine::repair::{repair, Outcome};
+use super::progress::{mib, Progress};
+use crate::engine::repair::{repair_with_progress, Outcome};
 use crate::engine::{Error, Options};
 use std::path::PathBuf;
 
@@ -22,7 +23,21 @@ pub fn run(args: RepairArgs) -> i32 {
         create_if_missing: false,
         ..Default::default()
     };
-    let report = match repair(&args.path, &opts) {
+    let mut progress = Progress::new();
+    let mut bytes = 0u64;
+    let mut show = |done: usize, total: usize, file: &std::path::Path| {
+        progress.show(|| {
+            format!(
+                "repairing: {done}/{total} files, {} read; reading {}",
+                mib(bytes),
+                file.file_name().unwrap_or_default().to_string_lossy()
+            )
+        });
+        bytes += std::fs::metadata(file).map_or(0, |m| m.len());
+    };
+    let repaired = repair_with_progress(&args.path, &opts, &mut show);
+    progress.done();
+    let report = match repaired {
         Ok(r) => r,
         Err(e @ Error::Locked { .. }) => {
             eprintln!("lsmfs repair: {e}: unmount it first (repair runs offline)");
