@@ -860,6 +860,16 @@ impl Db {
         }
         let shared = &self.handle.shared;
         let _g = lock(&shared.version_lock);
+        let bottom = NUM_LEVELS - 1;
+        // The bottom files this call does not write: they were written
+        // under the stripes of their time, and may keep versions only a
+        // since-deleted snapshot could see.
+        let old_bottom: HashSet<u64> = lock(&shared.state)
+            .current
+            .overlapping_inputs(bottom, begin, end)
+            .iter()
+            .map(|f| f.number)
+            .collect();
         // One file (with what it overlaps) at a time, not a whole level at
         // once: each step needs room for its own output only, and frees its
         // inputs before the next (this is how a nearly full disk gets
@@ -881,12 +891,26 @@ impl Db {
                 }
             }
         }
-        // Everything overlapping is at the bottom now. Blob files with
-        // much garbage keep it until the tables referencing their live
-        // records are rewritten: rewrite the bottom level's files (small —
-        // they hold references), relocating those records.
+        // Everything overlapping is at the bottom now. Rewrite in place
+        // the bottom files no merge above rewrote and whose entries span
+        // several sequences (all versions of a key sit in one file there):
+        // what only a deleted snapshot saw goes, and so does its share of
+        // the blob files. A file of one sequence holds one version per key.
+        for n in old_bottom {
+            let version = lock(&shared.state).current.clone();
+            let Some(f) = version.files[bottom]
+                .iter()
+                .find(|f| f.number == n && f.smallest_seq < f.largest_seq)
+                .cloned()
+            else {
+                continue;
+            };
+            shared.run_compaction(&Compaction::rewrite(f), version, true)?;
+        }
+        // Blob files with much garbage keep it until the tables referencing
+        // their live records are rewritten: rewrite the bottom level's files
+        // (small — they hold references), relocating those records.
         if !compaction::gc_candidates(&lock(&shared.state).current).is_empty() {
-            let bottom = NUM_LEVELS - 1;
             let numbers: Vec<u64> = lock(&shared.state)
                 .current
                 .overlapping_inputs(bottom, begin, end)
