@@ -41,6 +41,9 @@ enum Cmd {
     /// Rebuild a lost or damaged MANIFEST from the tables and WALs present:
     /// exit 0 no damage, 1 damaged files (see its output), 2 could not run.
     Repair(lsmfs::tools::repair::RepairArgs),
+    /// Create, list, delete and compare snapshots of a mount or a data directory.
+    #[command(subcommand)]
+    Snapshot(lsmfs::tools::snapshot::SnapshotCmd),
     /// Engine benchmark with db_bench's flags and output format: exit 0 done, 1 failed.
     Bench(lsmfs::bench::BenchArgs),
 }
@@ -82,6 +85,7 @@ fn main() {
         Cmd::Stats(a) => lsmfs::tools::stats::run(a),
         Cmd::Compact(a) => lsmfs::tools::compact::run(a),
         Cmd::Repair(a) => lsmfs::tools::repair::run(a),
+        Cmd::Snapshot(a) => lsmfs::tools::snapshot::run(a),
         Cmd::Bench(a) => lsmfs::bench::run(a),
     };
     std::process::exit(code);

@@ -50,6 +50,23 @@ impl Batch {
     }
 }
 
+/// A named, durable snapshot of the whole store: a sequence number the
+/// engine keeps readable until it is deleted (see `engine::snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Never reused within a store (it numbers the snapshot's inodes on
+    /// the mount, see `fs::snapshots`).
+    pub id: u64,
+    pub name: String,
+    pub sequence: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: u64,
+}
+
+fn unsupported() -> io::Error {
+    io::Error::from_raw_os_error(libc::EOPNOTSUPP)
+}
+
 pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Entries with `start <= key < end`, in key order, at most `limit` of them.
@@ -83,12 +100,39 @@ pub trait Store: Send + Sync {
     fn reclaim_space(&self, _wait: Duration) -> bool {
         false
     }
+    /// The snapshots, oldest first.
+    fn snapshots(&self) -> io::Result<Vec<SnapshotInfo>> {
+        Ok(Vec::new())
+    }
+    /// Take a snapshot of everything written so far, durably (it survives
+    /// power loss once this returns). EEXIST for a taken name, EINVAL for
+    /// one that cannot name a directory (`engine::snapshot::check_name`).
+    fn create_snapshot(&self, _name: &str) -> io::Result<SnapshotInfo> {
+        Err(unsupported())
+    }
+    /// Delete a snapshot, durably; ENOENT if there is none of that name.
+    fn delete_snapshot(&self, _name: &str) -> io::Result<()> {
+        Err(unsupported())
+    }
+    /// A read-only store showing the keys as they were at the snapshot
+    /// (writes fail with EROFS). It stays readable if the snapshot is
+    /// deleted meanwhile, and pins its versions until dropped.
+    fn snapshot_view(&self, _name: &str) -> io::Result<Option<Arc<dyn Store>>> {
+        Ok(None)
+    }
+}
+
+fn read_only() -> io::Error {
+    io::Error::from_raw_os_error(libc::EROFS)
 }
 
 /// A `BTreeMap` store for tests of the filesystem logic; not durable.
+/// Snapshots are copies of the map (O(size), which tests do not mind).
 #[derive(Default)]
 pub struct MemStore {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    snapshots: Mutex<Vec<(SnapshotInfo, Arc<MemStore>)>>,
+    read_only: bool,
 }
 
 impl MemStore {
@@ -119,6 +163,9 @@ impl Store for MemStore {
     }
 
     fn write(&self, batch: Batch, _sync: bool) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only());
+        }
         let mut map = self.map.write().map_err(|_| poisoned())?;
         for op in batch.ops {
             match op {
@@ -145,6 +192,55 @@ impl Store for MemStore {
     fn sync(&self) -> io::Result<()> {
         Ok(())
     }
+
+    fn snapshots(&self) -> io::Result<Vec<SnapshotInfo>> {
+        let snaps = self.snapshots.lock().map_err(|_| poisoned())?;
+        Ok(snaps.iter().map(|(i, _)| i.clone()).collect())
+    }
+
+    fn create_snapshot(&self, name: &str) -> io::Result<SnapshotInfo> {
+        if self.read_only {
+            return Err(read_only());
+        }
+        crate::engine::snapshot::check_name(name)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let mut snaps = self.snapshots.lock().map_err(|_| poisoned())?;
+        if snaps.iter().any(|(i, _)| i.name == name) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let map = self.map.read().map_err(|_| poisoned())?.clone();
+        let info = SnapshotInfo {
+            id: snaps.last().map_or(0, |(i, _)| i.id + 1),
+            name: name.to_string(),
+            sequence: snaps.len() as u64,
+            created_ns: crate::fs::core::now_ns() as u64,
+        };
+        let view = MemStore {
+            map: RwLock::new(map),
+            snapshots: Mutex::default(),
+            read_only: true,
+        };
+        snaps.push((info.clone(), Arc::new(view)));
+        Ok(info)
+    }
+
+    fn delete_snapshot(&self, name: &str) -> io::Result<()> {
+        let mut snaps = self.snapshots.lock().map_err(|_| poisoned())?;
+        let before = snaps.len();
+        snaps.retain(|(i, _)| i.name != name);
+        if snaps.len() == before {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        Ok(())
+    }
+
+    fn snapshot_view(&self, name: &str) -> io::Result<Option<Arc<dyn Store>>> {
+        let snaps = self.snapshots.lock().map_err(|_| poisoned())?;
+        Ok(snaps
+            .iter()
+            .find(|(i, _)| i.name == name)
+            .map(|(_, v)| v.clone() as Arc<dyn Store>))
+    }
 }
 
 /// Deleted keys it takes for `reclaim_space` to run a full compaction.
@@ -157,7 +253,13 @@ pub struct EngineStore {
     deletes: AtomicU64,
     /// Whether a reclaim is running, and its end.
     reclaiming: Arc<(Mutex<bool>, Condvar)>,
+    /// The last estimate of the bytes each snapshot alone holds, and when
+    /// (it reads every table: `stats_text` reuses it for a while).
+    exclusive: Mutex<Option<(Instant, Vec<(u64, u64)>)>>,
 }
+
+/// How long a snapshot size estimate is shown before it is recomputed.
+const EXCLUSIVE_TTL: Duration = Duration::from_secs(30);
 
 /// Keep the errno for the filesystem; the engine's message (file, offset)
 /// goes to the log, since an errno cannot carry it.
@@ -212,14 +314,62 @@ impl EngineStore {
         opts: crate::engine::Options,
     ) -> Result<EngineStore, String> {
         match crate::engine::Db::open(dir, opts) {
-            Ok(db) => Ok(EngineStore {
-                db,
-                deletes: AtomicU64::new(0),
-                reclaiming: Arc::new((Mutex::new(false), Condvar::new())),
-            }),
+            Ok(db) => Ok(EngineStore::from_db(db)),
             Err(e @ crate::engine::Error::Locked { .. }) => Err(e.to_string()),
             Err(e) => Err(format!("cannot open {}: {e}", dir.display())),
         }
+    }
+
+    /// The store over an engine already open (the offline tools).
+    pub fn from_db(db: crate::engine::Db) -> EngineStore {
+        EngineStore {
+            db,
+            deletes: AtomicU64::new(0),
+            reclaiming: Arc::new((Mutex::new(false), Condvar::new())),
+            exclusive: Mutex::new(None),
+        }
+    }
+
+    /// One line per snapshot: name, id, sequence, age, and the estimate of
+    /// the bytes only it holds (`Db::snapshot_exclusive_bytes`).
+    pub fn snapshots_text(&self) -> String {
+        let snaps = self.db.list_snapshots();
+        if snaps.is_empty() {
+            return String::new();
+        }
+        let sizes = {
+            let mut cached = self.exclusive.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some((at, v)) if at.elapsed() < EXCLUSIVE_TTL => Some(v.clone()),
+                _ => match self.db.snapshot_exclusive_bytes() {
+                    Ok(v) => {
+                        *cached = Some((Instant::now(), v.clone()));
+                        Some(v)
+                    }
+                    Err(e) => {
+                        log::warn!("estimating snapshot sizes: {e}");
+                        None
+                    }
+                },
+            }
+        };
+        let now = crate::fs::core::now_ns() as u64;
+        let mut text = format!("snapshots            {}\n", snaps.len());
+        for s in snaps {
+            let only = sizes
+                .as_ref()
+                .and_then(|v| v.iter().find(|(id, _)| *id == s.id))
+                .map_or("?".to_string(), |(_, b)| b.to_string());
+            text.push_str(&format!(
+                "snapshot             id {} seq {} age {}s only_it_holds {} bytes name {:?}\n",
+                s.id,
+                s.sequence,
+                now.saturating_sub(s.created_ns) / 1_000_000_000,
+                only,
+                s.name
+            ));
+        }
+        text
     }
 
     pub fn db(&self) -> &crate::engine::Db {
@@ -335,7 +485,97 @@ impl Store for EngineStore {
     }
 
     fn stats_text(&self) -> String {
-        self.db.stats().to_string()
+        let mut text = self.db.stats().to_string();
+        text.push_str(&self.snapshots_text());
+        text
+    }
+
+    fn snapshots(&self) -> io::Result<Vec<SnapshotInfo>> {
+        Ok(self
+            .db
+            .list_snapshots()
+            .into_iter()
+            .map(snapshot_info)
+            .collect())
+    }
+
+    fn create_snapshot(&self, name: &str) -> io::Result<SnapshotInfo> {
+        let s = self.db.create_snapshot(name).map_err(engine_err)?;
+        *self.exclusive.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        log::info!("snapshot {name:?} created at sequence {}", s.sequence);
+        Ok(snapshot_info(s))
+    }
+
+    fn delete_snapshot(&self, name: &str) -> io::Result<()> {
+        self.db.delete_snapshot(name).map_err(engine_err)?;
+        log::info!("snapshot {name:?} deleted");
+        *self.exclusive.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // What only it held is given back by the next full compaction.
+        self.deletes
+            .fetch_add(RECLAIM_MIN_DELETES, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn snapshot_view(&self, name: &str) -> io::Result<Option<Arc<dyn Store>>> {
+        Ok(self.db.open_snapshot(name).map(|snap| {
+            Arc::new(SnapshotStore {
+                db: self.db.clone(),
+                snap,
+            }) as Arc<dyn Store>
+        }))
+    }
+}
+
+fn snapshot_info(s: crate::engine::PersistentSnapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        id: s.id,
+        name: s.name,
+        sequence: s.sequence,
+        created_ns: s.created_ns,
+    }
+}
+
+/// The engine read at a snapshot's sequence; refuses writes.
+pub struct SnapshotStore {
+    db: crate::engine::Db,
+    snap: crate::engine::Snapshot,
+}
+
+impl Store for SnapshotStore {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.db.get_at(key, &self.snap).map_err(engine_err)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.db
+            .scan(start, Some(end), limit, Some(&self.snap))
+            .map_err(engine_err)
+    }
+
+    fn scan_visit(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> io::Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        self.db
+            .scan_visit(start, Some(end), limit, Some(&self.snap), f)
+            .map_err(engine_err)
+    }
+
+    fn write(&self, _batch: Batch, _sync: bool) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
     }
 }
 

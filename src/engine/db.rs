@@ -815,6 +815,44 @@ impl Db {
         v
     }
 
+    /// For each persistent snapshot, oldest first: (id, an estimate of the
+    /// bytes only it holds — what deleting it and compacting would give
+    /// back). One pass over every table's entries (blob records counted by
+    /// their references, never read); see `snapshot::exclusive_bytes`.
+    pub fn snapshot_exclusive_bytes(&self) -> Result<Vec<(u64, u64)>> {
+        let snaps = self.list_snapshots();
+        if snaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = &self.handle.shared;
+        let live = shared.visible_seq.load(Ordering::Acquire);
+        let (mem, imm, version) = {
+            let st = lock(&shared.state);
+            (st.mem.clone(), st.imm.clone(), st.current.clone())
+        };
+        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(mem.iter())];
+        let mut ranges: Vec<_> = mem.range_deletions().into_iter().collect();
+        if let Some(imm) = &imm {
+            children.push(Box::new(imm.iter()));
+            ranges.extend(imm.range_deletions());
+        }
+        for f in version.files_overlapping(&[], None) {
+            let t = shared.tables.get_table(f.number, f.file_size)?;
+            if !t.range_deletions().is_empty() {
+                ranges.push(t.range_deletions().clone());
+            }
+        }
+        let ahead = ReadAhead {
+            upper: None,
+            max_bytes: SCAN_READ_AHEAD,
+            fill_cache: false,
+        };
+        children.extend(version.iterators(&shared.tables, Some(&ahead))?);
+        let mut input = MergingIterator::new(children);
+        let bounds: Vec<(u64, SequenceNumber)> = snaps.iter().map(|s| (s.id, s.sequence)).collect();
+        super::snapshot::exclusive_bytes(&mut input, &ranges, &bounds, live, &shared.dir)
+    }
+
     /// A read view at the persistent snapshot `name`, if it exists. The view
     /// stays valid if the snapshot is deleted meanwhile.
     pub fn open_snapshot(&self, name: &str) -> Option<Snapshot> {

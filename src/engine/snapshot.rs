@@ -109,6 +109,78 @@ impl Stripes {
     }
 }
 
+/// Bytes only each snapshot holds, estimated in one pass over `input`
+/// (every internal entry of the store, in internal-key order) with the
+/// store's range deletions `ranges`: an entry counts for a snapshot when
+/// that snapshot is the only reader — among the persistent snapshots
+/// `bounds` (id, sequence) and the live view at `live` — that sees it.
+/// Its size is its key and value, or for a blob reference the record it
+/// points at. Readers held only in memory are not counted, nor the
+/// versions every reader shares; so this is what deleting the snapshot
+/// and compacting gives back, give or take table overheads.
+pub fn exclusive_bytes(
+    input: &mut dyn super::iterator::InternalIterator,
+    ranges: &[std::sync::Arc<super::range_del::Fragments>],
+    bounds: &[(u64, SequenceNumber)],
+    live: SequenceNumber,
+    dir: &std::path::Path,
+) -> super::error::Result<Vec<(u64, u64)>> {
+    use super::dbformat::{parse_internal_key, ValueType};
+    let mut readers: Vec<(Option<usize>, SequenceNumber)> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, s))| (Some(i), s))
+        .collect();
+    readers.push((None, live));
+    readers.sort_by_key(|r| r.1);
+    let mut out = vec![0u64; bounds.len()];
+    // The versions of the current user key, newest first: (seq, kind, size).
+    let mut key: Vec<u8> = Vec::new();
+    let mut versions: Vec<(SequenceNumber, ValueType, u64)> = Vec::new();
+    let settle = |key: &[u8], versions: &[(SequenceNumber, ValueType, u64)], out: &mut [u64]| {
+        for (vi, &(seq, kind, size)) in versions.iter().enumerate() {
+            if !matches!(kind, ValueType::Value | ValueType::BlobIndex) {
+                continue;
+            }
+            // Readers that see this version: at or above it, below the next.
+            let newer = vi.checked_sub(1).map(|i| versions[i].0);
+            let mut seen = readers.iter().filter(|&&(_, read)| {
+                read >= seq
+                    && newer.is_none_or(|n| n > read)
+                    && !ranges.iter().any(|f| f.max_covering(key, read) > seq)
+            });
+            if let (Some(&(Some(i), _)), None) = (seen.next(), seen.next()) {
+                out[i] += key.len() as u64 + size;
+            }
+        }
+    };
+    input.seek_to_first();
+    while input.valid() {
+        let Some(p) = parse_internal_key(input.key()) else {
+            return Err(super::error::Error::InvalidArgument(format!(
+                "malformed internal key of {} bytes",
+                input.key().len()
+            )));
+        };
+        if p.user_key != key.as_slice() {
+            settle(&key, &versions, &mut out);
+            key.clear();
+            key.extend_from_slice(p.user_key);
+            versions.clear();
+        }
+        let size = if p.value_type == ValueType::BlobIndex {
+            super::blob::decode_ref(dir, input.value())?.size
+        } else {
+            input.value().len() as u64
+        };
+        versions.push((p.sequence, p.value_type, size));
+        input.next();
+    }
+    input.status()?;
+    settle(&key, &versions, &mut out);
+    Ok(bounds.iter().map(|b| b.0).zip(out).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,21 @@ impl FsCore {
         sync_always: bool,
         read_only: bool,
     ) -> Result<FsCore, OpenError> {
+        Self::open_cached(store, sync_always, read_only, CACHE_BYTES)
+    }
+
+    /// A snapshot's tree (see `snapshots`): read-only, with a cache of
+    /// `cache_bytes` (a mount may have many open).
+    pub fn open_view(store: Arc<dyn Store>, cache_bytes: usize) -> Result<FsCore, OpenError> {
+        Self::open_cached(store, false, true, cache_bytes)
+    }
+
+    fn open_cached(
+        store: Arc<dyn Store>,
+        sync_always: bool,
+        read_only: bool,
+        cache_bytes: usize,
+    ) -> Result<FsCore, OpenError> {
         let format = store.get(&meta_key("format")).map_err(io_errno)?;
         let hwm = match format {
             None => Self::format(&store)?,
@@ -245,7 +260,7 @@ impl FsCore {
             rename_lock: Mutex::new(()),
             alloc: Mutex::new(Alloc { next: hwm, hwm }),
             open: Mutex::new(HashMap::new()),
-            cache: AttrCache::new(CACHE_BYTES),
+            cache: AttrCache::new(cache_bytes),
             acls: std::sync::atomic::AtomicBool::new(false),
         };
         if !read_only {
@@ -334,6 +349,18 @@ impl FsCore {
                 return Ok(());
             }
         }
+        self.space.warn_full(|| {
+            let n = self.store.snapshots().map_or(0, |s| s.len());
+            if n == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; {n} snapshot(s) keep what they see on disk, which no compaction \
+                     frees: delete one (`lsmfs snapshot delete MOUNTPOINT NAME`, see \
+                     `lsmfs stats` for what each holds alone) to give its space back"
+                )
+            }
+        });
         Err(libc::ENOSPC)
     }
 
@@ -397,6 +424,10 @@ impl FsCore {
             a.hwm = hwm;
         }
         let ino = a.next;
+        if ino >= super::snapshots::MAX_INODE {
+            // The numbers above are snapshots' on the mount.
+            return Err(libc::ENOSPC);
+        }
         a.next += 1;
         Ok(ino)
     }

@@ -8,7 +8,8 @@
 //! subdirectories); no data chunk lies beyond its file's size or belongs to
 //! a missing inode; a file's chunk count (st_blocks) is at least its stored
 //! chunks; every symlink has a target; no directory is its own ancestor;
-//! every inode number is below the allocator's high-water mark.
+//! every inode number is below the allocator's high-water mark. Each
+//! snapshot's tree is checked the same way, as the snapshot sees the keys.
 
 use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
 use super::schema::*;
@@ -30,8 +31,18 @@ struct Seen {
 }
 
 pub fn check_tree(db: &Db, problems: &mut Vec<String>, summary: &mut Vec<String>) {
+    check_tree_at(db, None, problems, summary)
+}
+
+/// `check_tree` of the tree as a snapshot sees it (None: the live tree).
+pub fn check_tree_at(
+    db: &Db,
+    snap: Option<&crate::engine::Snapshot>,
+    problems: &mut Vec<String>,
+    summary: &mut Vec<String>,
+) {
     let mut s = Seen::default();
-    let mut it = match db.iter(None) {
+    let mut it = match db.iter(snap) {
         Ok(it) => it,
         Err(e) => {
             problems.push(format!("cannot read the store: {e}"));

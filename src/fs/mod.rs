@@ -11,6 +11,7 @@
 //! | `xattr` | extended attributes |
 //! | `acl` | POSIX ACLs: their xattr format, mode ⇄ ACL, inheritance |
 //! | `space` | the free-space reserve: ENOSPC before the disk is really full |
+//! | `snapshots` | `.snapshots`: each snapshot's tree, read-only, and its inode numbers |
 //! | `ops` | what each FUSE request does, shared by both transports |
 //! | `fuse` | the classic transport: the thin `fuser::Filesystem` translation |
 //! | `uring` | the io_uring transport: per-CPU queues, its wire format |
@@ -51,6 +52,7 @@ pub mod ops;
 pub mod requests;
 pub mod schema;
 pub mod sd_notify;
+pub mod snapshots;
 pub mod space;
 pub mod umount;
 pub mod uring;
@@ -78,4 +80,7 @@ pub struct FsConfig {
     pub no_acl: bool,
     /// Offer FUSE_OVER_IO_URING at INIT (`uring` then serves the mount).
     pub io_uring: bool,
+    /// Who besides root may create and delete snapshots: the data
+    /// directory's owner (None: the root directory's owner).
+    pub snapshot_owner: Option<u32>,
 }

@@ -869,6 +869,10 @@ fn serve(
             .space_reserve_mb
             .map_or_else(|| space_reserve(args.memtable_size), |mb| mb << 20),
         io_uring: false,
+        snapshot_owner: {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(data_dir).ok().map(|m| m.uid())
+        },
     };
     let ring = ring_queues(parsed, args.uring_depth)?;
     let config = FsConfig {

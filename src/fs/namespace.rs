@@ -3,8 +3,9 @@
 //!
 //! Timestamps follow ext4: a changed directory gets mtime and ctime, an
 //! inode that gains or loses a name gets ctime. A directory's nlink is 2
-//! plus its subdirectories. The hidden `.lsmfs-stats` name at the root is
-//! reserved: it cannot be created, linked, renamed or removed.
+//! plus its subdirectories. The hidden `.lsmfs-stats` and `.snapshots`
+//! names at the root are reserved: they cannot be created, linked, renamed
+//! or removed.
 
 use super::core::{Caller, FsCore, FsResult, NAME_MAX, NEW_ENTRY_BYTES};
 use super::inode::{kind_from_mode, Attr, KIND_DIR, KIND_FILE, KIND_SYMLINK};
@@ -28,7 +29,7 @@ fn check_name(name: &[u8]) -> FsResult<()> {
 }
 
 fn reserved(parent: u64, name: &[u8]) -> bool {
-    parent == ROOT_INO && name == STATS_NAME
+    parent == ROOT_INO && (name == STATS_NAME || name == super::snapshots::SNAPSHOTS_NAME)
 }
 
 fn put_entry(b: &mut Batch, parent: u64, name: &[u8], ino: u64, kind: u8) {
@@ -306,7 +307,12 @@ impl FsCore {
         }
         self.writable()?;
         if reserved(parent, name) {
-            return Err(libc::ENOTDIR);
+            // `.lsmfs-stats` is a file; `.snapshots` the mount's own.
+            return Err(if name == STATS_NAME {
+                libc::ENOTDIR
+            } else {
+                libc::EBUSY
+            });
         }
         let ((ino, _), g) = self.lock_entry(parent, name)?;
         let mut p = self.dir_attr(parent)?;

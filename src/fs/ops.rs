@@ -16,6 +16,7 @@ use super::core::{Caller, FsCore, SetAttr};
 use super::inode::{Attr, KIND_FILE};
 use super::requests::RequestCounts;
 use super::schema::{ROOT_INO, STATS_INO, STATS_NAME};
+use super::snapshots::{split_ino, Snapshots, View, SNAPSHOTS_INO, SNAPSHOTS_NAME};
 use super::space::SpaceGuard;
 use super::FsConfig;
 use crate::store::Store;
@@ -92,8 +93,28 @@ pub enum Transport {
     IoUring { queues: usize },
 }
 
+/// Which tree an inode number is in (see `snapshots`).
+enum At {
+    Live(u64),
+    Stats,
+    /// `.snapshots`
+    Dir,
+    /// An inode of a snapshot's tree (its own number there).
+    View(Arc<View>, u64),
+}
+
+/// EROFS for an inode of `.snapshots` or a snapshot's tree.
+fn live_only(ino: u64) -> Result<(), i32> {
+    if ino == SNAPSHOTS_INO || split_ino(ino).is_some() {
+        Err(libc::EROFS)
+    } else {
+        Ok(())
+    }
+}
+
 pub struct FsOps {
     core: Arc<FsCore>,
+    snaps: Snapshots,
     config: FsConfig,
     next_fh: AtomicU64,
     dirs: Mutex<HashMap<u64, DirList>>,
@@ -133,6 +154,7 @@ impl FsOps {
             core.space = SpaceGuard::new(dir, config.space_reserve);
         }
         Ok(FsOps {
+            snaps: Snapshots::new(config.snapshot_owner),
             core: Arc::new(core),
             config,
             next_fh: AtomicU64::new(1),
@@ -173,6 +195,17 @@ impl FsOps {
     /// None until INIT has been answered.
     pub fn negotiated(&self) -> Option<Negotiated> {
         *lock(&self.negotiated)
+    }
+
+    fn at(&self, ino: u64) -> Result<At, i32> {
+        Ok(match ino {
+            STATS_INO => At::Stats,
+            SNAPSHOTS_INO => At::Dir,
+            _ => match split_ino(ino) {
+                None => At::Live(ino),
+                Some((id, inner)) => At::View(self.snaps.by_id(self.core.store(), id)?, inner),
+            },
+        })
     }
 
     fn fh(&self) -> u64 {
@@ -239,7 +272,19 @@ impl FsOps {
                 ttl: Duration::ZERO,
             });
         }
-        match self.core.lookup(parent, name) {
+        if parent == ROOT_INO && name == SNAPSHOTS_NAME {
+            return Self::entry(self.snaps.dir_attr(&self.core));
+        }
+        let found = match self.at(parent)? {
+            At::Live(p) => self.core.lookup(p, name),
+            At::Stats => Err(libc::ENOTDIR),
+            At::Dir => self
+                .snaps
+                .by_name(self.core.store(), name)
+                .and_then(|v| Ok(v.attr(v.core.getattr(ROOT_INO)?))),
+            At::View(v, p) => v.core.lookup(p, name).map(|a| v.attr(a)),
+        };
+        match found {
             Err(libc::ENOENT) => Ok(Entry {
                 attr: Attr::default(),
                 ttl: TTL,
@@ -255,18 +300,33 @@ impl FsOps {
                 ttl: Duration::ZERO,
             });
         }
-        Self::entry(self.core.getattr(ino))
+        Self::entry(self.attr_of(ino))
+    }
+
+    /// An inode's attributes, whichever tree it is in.
+    fn attr_of(&self, ino: u64) -> Result<Attr, i32> {
+        match self.at(ino)? {
+            At::Live(i) => self.core.getattr(i),
+            At::Stats => Ok(self.stats_attr()),
+            At::Dir => self.snaps.dir_attr(&self.core),
+            At::View(v, i) => v.core.getattr(i).map(|a| v.attr(a)),
+        }
     }
 
     pub fn setattr(&self, c: Caller, ino: u64, s: SetAttr) -> Result<Entry, i32> {
         if ino == STATS_INO {
             return Err(libc::EPERM);
         }
+        live_only(ino)?;
         Self::entry(self.core.setattr(c, ino, s))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, i32> {
-        self.core.readlink(ino)
+        match self.at(ino)? {
+            At::Live(i) => self.core.readlink(i),
+            At::View(v, i) => v.core.readlink(i),
+            At::Stats | At::Dir => Err(libc::EINVAL),
+        }
     }
 
     pub fn mknod(
@@ -278,6 +338,7 @@ impl FsOps {
         umask: u32,
         rdev: u32,
     ) -> Result<Entry, i32> {
+        live_only(parent)?;
         Self::entry(
             self.core
                 .mknod_umask(c, parent, name, mode, umask, rdev, None),
@@ -292,15 +353,24 @@ impl FsOps {
         mode: u32,
         umask: u32,
     ) -> Result<Entry, i32> {
+        if parent == SNAPSHOTS_INO {
+            return Self::entry(self.snaps.create(&self.core, c, name));
+        }
+        live_only(parent)?;
         let mode = libc::S_IFDIR | (mode & 0o7777);
         Self::entry(self.core.mknod_umask(c, parent, name, mode, umask, 0, None))
     }
 
     pub fn unlink(&self, c: Caller, parent: u64, name: &[u8]) -> Result<(), i32> {
+        live_only(parent)?;
         self.core.unlink(c, parent, name)
     }
 
     pub fn rmdir(&self, c: Caller, parent: u64, name: &[u8]) -> Result<(), i32> {
+        if parent == SNAPSHOTS_INO {
+            return self.snaps.delete(&self.core, c, name);
+        }
+        live_only(parent)?;
         self.core.rmdir(c, parent, name)
     }
 
@@ -311,6 +381,7 @@ impl FsOps {
         name: &[u8],
         target: &[u8],
     ) -> Result<Entry, i32> {
+        live_only(parent)?;
         Self::entry(self.core.symlink(c, parent, name, target))
     }
 
@@ -323,10 +394,14 @@ impl FsOps {
         newname: &[u8],
         flags: u32,
     ) -> Result<(), i32> {
+        live_only(parent)?;
+        live_only(newparent)?;
         self.core.rename(c, parent, name, newparent, newname, flags)
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> Result<Entry, i32> {
+        live_only(ino)?;
+        live_only(newparent)?;
         Self::entry(self.core.link(ino, newparent, newname))
     }
 
@@ -342,10 +417,22 @@ impl FsOps {
                 flags: FOPEN_DIRECT_IO,
             });
         }
-        if self.core.getattr(ino)?.is_dir() {
+        let (core, i) = match self.at(ino)? {
+            At::Live(i) => (None, i),
+            At::View(v, i) => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                    return Err(libc::EROFS);
+                }
+                (Some(v), i)
+            }
+            At::Dir => return Err(libc::EISDIR),
+            At::Stats => return Err(libc::EACCES),
+        };
+        let core = core.as_ref().map_or(&*self.core, |v| &v.core);
+        if core.getattr(i)?.is_dir() {
             return Err(libc::EISDIR);
         }
-        self.core.open_file(ino)?;
+        core.open_file(i)?;
         Ok(Opened {
             fh: self.fh(),
             flags: self.open_flags(flags),
@@ -359,7 +446,10 @@ impl FsOps {
             let e = (s + size as usize).min(text.len());
             return Ok(text[s..e].to_vec());
         }
-        self.core.read(ino, offset, size)
+        match self.at(ino)? {
+            At::View(v, i) => v.core.read(i, offset, size),
+            _ => self.core.read(ino, offset, size),
+        }
     }
 
     /// `write_flags` are FUSE's (`WRITE_KILL_SUIDGID`), `flags` the open's.
@@ -375,6 +465,7 @@ impl FsOps {
         if ino == STATS_INO {
             return Err(libc::EBADF);
         }
+        live_only(ino)?;
         // With the writeback cache the kernel places appends itself.
         let append = flags & libc::O_APPEND != 0 && !self.config.writeback_cache;
         let kill = c.uid != 0 || write_flags & WRITE_KILL_SUIDGID != 0;
@@ -400,7 +491,18 @@ impl FsOps {
             lock(&self.stats).remove(&fh);
             return Ok(());
         }
-        self.core.release_file(ino)
+        self.release_ino(ino)
+    }
+
+    /// Drop an open count, in whichever tree (a deleted snapshot's view
+    /// is gone, and its counts with it).
+    fn release_ino(&self, ino: u64) -> Result<(), i32> {
+        match self.at(ino) {
+            Ok(At::Live(i)) => self.core.release_file(i),
+            Ok(At::View(v, i)) => v.core.release_file(i),
+            Ok(At::Dir | At::Stats) | Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// fsync and fsyncdir: the WAL is synced (every change is in it).
@@ -409,10 +511,22 @@ impl FsOps {
     }
 
     pub fn opendir(&self, ino: u64) -> Result<Opened, i32> {
-        if !self.core.getattr(ino)?.is_dir() {
-            return Err(libc::ENOTDIR);
+        match self.at(ino)? {
+            At::Live(i) => {
+                if !self.core.getattr(i)?.is_dir() {
+                    return Err(libc::ENOTDIR);
+                }
+                self.core.open_file(i)?;
+            }
+            At::View(v, i) => {
+                if !v.core.getattr(i)?.is_dir() {
+                    return Err(libc::ENOTDIR);
+                }
+                v.core.open_file(i)?;
+            }
+            At::Dir => {}
+            At::Stats => return Err(libc::ENOTDIR),
         }
-        self.core.open_file(ino)?;
         Ok(Opened {
             fh: self.fh(),
             flags: 0,
@@ -424,10 +538,41 @@ impl FsOps {
     fn dir_list(&self, ino: u64, fh: u64, offset: u64) -> Result<DirList, i32> {
         let mut dirs = lock(&self.dirs);
         if offset == 0 || !dirs.contains_key(&fh) {
-            let list = Arc::new(self.core.list_dir(ino)?);
+            let list = Arc::new(self.list_dir(ino)?);
             dirs.insert(fh, list);
         }
         dirs.get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    /// A directory's entries with the mount's inode numbers.
+    fn list_dir(&self, ino: u64) -> Result<Vec<(u64, u8, Vec<u8>)>, i32> {
+        use super::inode::KIND_DIR;
+        match self.at(ino)? {
+            At::Live(i) => {
+                let mut list = self.core.list_dir(i)?;
+                if i == ROOT_INO {
+                    // Shadowed by the mount's own (see `snapshots`).
+                    list.retain(|e| e.2 != SNAPSHOTS_NAME);
+                }
+                Ok(list)
+            }
+            At::View(v, i) => Ok(v
+                .core
+                .list_dir(i)?
+                .into_iter()
+                .map(|(c, k, n)| (v.outer(c), k, n))
+                .collect()),
+            At::Dir => Ok(self
+                .snaps
+                .list(self.core.store())?
+                .into_iter()
+                .map(|s| {
+                    let ino = super::snapshots::outer_ino(s.id, ROOT_INO);
+                    (ino, KIND_DIR, s.name.into_bytes())
+                })
+                .collect()),
+            At::Stats => Err(libc::ENOTDIR),
+        }
     }
 
     /// Hand the entries from `offset` on to `add` until it is full: `.`
@@ -443,14 +588,10 @@ impl FsOps {
     ) -> Result<(), i32> {
         use super::inode::KIND_DIR;
         let list = self.dir_list(ino, fh, offset)?;
-        let me = if plus {
-            Some(self.core.getattr(ino)?)
-        } else {
-            None
-        };
+        let me = if plus { Some(self.attr_of(ino)?) } else { None };
         let parent = match &me {
             Some(a) => a.parent,
-            None => self.core.getattr(ino).map_or(ROOT_INO, |a| a.parent),
+            None => self.attr_of(ino).map_or(ROOT_INO, |a| a.parent),
         };
         let mut i = offset;
         while i < list.len() as u64 + 2 {
@@ -465,7 +606,7 @@ impl FsOps {
             let attr = match (plus, i) {
                 (false, _) => None,
                 (true, 0) => me.clone(),
-                (true, _) => match self.core.getattr(child) {
+                (true, _) => match self.attr_of(child) {
                     Ok(a) => Some(a),
                     // Gone since the listing was taken: skipped.
                     Err(_) => {
@@ -491,7 +632,7 @@ impl FsOps {
 
     pub fn releasedir(&self, ino: u64, fh: u64) -> Result<(), i32> {
         lock(&self.dirs).remove(&fh);
-        self.core.release_file(ino)
+        self.release_ino(ino)
     }
 
     pub fn statfs(&self) -> Statfs {
@@ -531,6 +672,7 @@ impl FsOps {
         if ino == STATS_INO {
             return Err(libc::EPERM);
         }
+        live_only(ino)?;
         self.core.setxattr(c, ino, name, value, flags)
     }
 
@@ -545,30 +687,35 @@ impl FsOps {
     }
 
     pub fn getxattr(&self, c: Caller, ino: u64, name: &[u8], size: u32) -> Result<XattrOut, i32> {
-        if ino == STATS_INO {
-            return Err(libc::ENODATA);
-        }
-        Self::xattr_out(self.core.getxattr(c, ino, name)?, size)
+        let v = match self.at(ino)? {
+            At::Live(i) => self.core.getxattr(c, i, name)?,
+            At::View(v, i) => v.core.getxattr(c, i, name)?,
+            At::Stats | At::Dir => return Err(libc::ENODATA),
+        };
+        Self::xattr_out(v, size)
     }
 
     pub fn listxattr(&self, c: Caller, ino: u64, size: u32) -> Result<XattrOut, i32> {
-        let v = if ino == STATS_INO {
-            Vec::new()
-        } else {
-            self.core.listxattr(c, ino)?
+        let v = match self.at(ino)? {
+            At::Live(i) => self.core.listxattr(c, i)?,
+            At::View(v, i) => v.core.listxattr(c, i)?,
+            At::Stats | At::Dir => Vec::new(),
         };
         Self::xattr_out(v, size)
     }
 
     pub fn removexattr(&self, c: Caller, ino: u64, name: &[u8]) -> Result<(), i32> {
+        live_only(ino)?;
         self.core.removexattr(c, ino, name)
     }
 
     pub fn access(&self, c: Caller, ino: u64, mask: i32) -> Result<(), i32> {
-        if ino == STATS_INO {
-            return Ok(());
+        match self.at(ino)? {
+            At::Live(i) => self.core.access(c, i, mask),
+            At::View(_, _) | At::Dir if mask & libc::W_OK != 0 => Err(libc::EROFS),
+            At::View(v, i) => v.core.access(c, i, mask),
+            At::Stats | At::Dir => Ok(()),
         }
-        self.core.access(c, ino, mask)
     }
 
     pub fn create(
@@ -580,6 +727,7 @@ impl FsOps {
         umask: u32,
         flags: i32,
     ) -> Result<(Entry, Opened), i32> {
+        live_only(parent)?;
         let mode = if mode & libc::S_IFMT == 0 {
             mode | libc::S_IFREG
         } else {
@@ -597,10 +745,14 @@ impl FsOps {
     }
 
     pub fn fallocate(&self, ino: u64, offset: u64, length: u64, mode: i32) -> Result<(), i32> {
+        live_only(ino)?;
         self.core.fallocate(ino, offset, length, mode)
     }
 
     pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Result<i64, i32> {
-        self.core.lseek(ino, offset, whence)
+        match self.at(ino)? {
+            At::View(v, i) => v.core.lseek(i, offset, whence),
+            _ => self.core.lseek(ino, offset, whence),
+        }
     }
 }

@@ -19,6 +19,11 @@
 //! 1 MiB admitted since the last reading, whichever comes first; between
 //! readings the bytes admitted are subtracted from the last one.
 //!
+//! Snapshots keep on disk what they see, which no compaction frees while
+//! they live: the reserve counts that space as used like any other, and the
+//! ENOSPC log line (`warn_full`, once a minute) names the snapshots and how
+//! to give their space back.
+//!
 //! The disk is read through a descriptor of the data directory opened when
 //! the guard is made, before the mount exists (`fstatvfs`, never a path
 //! lookup): whatever later happens to the path, the daemon never resolves
@@ -61,7 +66,12 @@ pub struct SpaceGuard {
     last: Mutex<Option<Reading>>,
     /// Operations refused with ENOSPC so far.
     refused: AtomicU64,
+    /// When `warn_full` last logged (ns since the epoch).
+    warned_ns: AtomicU64,
 }
+
+/// `warn_full` logs at most this often.
+const WARN_EVERY_NS: u64 = 60_000_000_000;
 
 impl SpaceGuard {
     /// No disk to watch (in-memory stores, tests): every operation fits.
@@ -72,6 +82,7 @@ impl SpaceGuard {
             reserve: 0,
             last: Mutex::new(None),
             refused: AtomicU64::new(0),
+            warned_ns: AtomicU64::new(0),
         }
     }
 
@@ -87,7 +98,29 @@ impl SpaceGuard {
             reserve,
             last: Mutex::new(None),
             refused: AtomicU64::new(0),
+            warned_ns: AtomicU64::new(0),
         }
+    }
+
+    /// Log that an operation was refused for room, at most once a minute;
+    /// `advice` (called only then) adds what the user can do about it.
+    pub fn warn_full(&self, advice: impl FnOnce() -> String) {
+        let now = super::core::now_ns() as u64;
+        let last = self.warned_ns.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < WARN_EVERY_NS
+            || self
+                .warned_ns
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        log::warn!(
+            "ENOSPC: the data directory's disk is down to its reserve of {} bytes; \
+             writes are refused until deletions and compactions give room back{}",
+            self.reserve,
+            advice()
+        );
     }
 
     pub fn reserve(&self) -> u64 {

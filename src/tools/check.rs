@@ -7,7 +7,8 @@
 //! and sequence ranges, every blob reference (a live blob file, in bounds,
 //! its record's CRC and key) and each blob file's garbage count against the
 //! references the tables hold — and then the filesystem invariants over the
-//! keys (see `fs::fsck`). Each problem is one line; the summary comes last.
+//! keys (see `fs::fsck`), of the live tree and of every snapshot's. Each
+//! problem is one line; the summary comes last.
 //!
 //! A data directory that others can read gets a `warning:` line first
 //! (see `data_dir`); it does not change the exit status.
@@ -90,6 +91,21 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, String> {
     let mut progress = super::progress::Progress::new();
     progress.show(|| "checking the filesystem tree: every key of the store".into());
     crate::fs::fsck::check_tree(&db, &mut report.problems, &mut report.summary);
+    for info in db.list_snapshots() {
+        let Some(snap) = db.open_snapshot(&info.name) else {
+            continue;
+        };
+        progress.show(|| format!("checking snapshot {:?}'s tree", info.name));
+        let (mut problems, mut summary) = (Vec::new(), Vec::new());
+        crate::fs::fsck::check_tree_at(&db, Some(&snap), &mut problems, &mut summary);
+        let at = format!("snapshot {:?} (seq {})", info.name, info.sequence);
+        report
+            .problems
+            .extend(problems.into_iter().map(|p| format!("{at}: {p}")));
+        report
+            .summary
+            .extend(summary.into_iter().map(|s| format!("{at}: {s}")));
+    }
     progress.done();
     Ok(report)
 }

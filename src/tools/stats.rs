@@ -6,7 +6,9 @@
 //! the store is opened read-only (see `offline`) and its levels and WAL are
 //! shown, scored with the tuning its last mount recorded, so the figures
 //! match what that mount showed; the counters of a process that is not
-//! running are not kept.
+//! running are not kept. Both end with a line per snapshot: its sequence
+//! number, age and an estimate of the bytes only it holds (what deleting
+//! it and compacting gives back).
 
 use super::offline;
 use std::path::PathBuf;
@@ -34,7 +36,8 @@ pub fn run(args: StatsArgs) -> i32 {
     ) {
         Ok(db) => {
             println!("offline statistics of {}:", args.path.display());
-            print!("{}", db.stats());
+            let store = crate::store::EngineStore::from_db(db);
+            print!("{}", crate::store::Store::stats_text(&store));
             0
         }
         Err(e) => {
