@@ -255,8 +255,11 @@ pub struct EngineStore {
     reclaiming: Arc<(Mutex<bool>, Condvar)>,
     /// The last estimate of the bytes each snapshot alone holds, and when
     /// (it reads every table: `stats_text` reuses it for a while).
-    exclusive: Mutex<Option<(Instant, Vec<(u64, u64)>)>>,
+    exclusive: Mutex<Option<(Instant, SnapshotSizes)>>,
 }
+
+/// (snapshot id, bytes only it holds), from `Db::snapshot_exclusive_bytes`.
+type SnapshotSizes = Vec<(u64, u64)>;
 
 /// How long a snapshot size estimate is shown before it is recomputed.
 const EXCLUSIVE_TTL: Duration = Duration::from_secs(30);

@@ -5,8 +5,8 @@
 //! successful fsync — and pass `check`'s invariants. Half the power losses
 //! tear the writeback (`FaultEnv::crash_torn`).
 
+mod common;
 use lsmfs::engine::fault_env::FaultEnv;
-use lsmfs::engine::Options;
 use lsmfs::fs::core::{Caller, FsCore, SetAttr};
 use lsmfs::fs::schema::ROOT_INO;
 use lsmfs::store::{EngineStore, Store};
@@ -26,19 +26,6 @@ fn hash(d: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     d.hash(&mut h);
     h.finish()
-}
-
-fn opts(env: &Arc<FaultEnv>) -> Options {
-    Options {
-        env: env.clone(),
-        write_buffer_size: 32 << 10,
-        block_size: 1024,
-        target_file_size: 16 << 10,
-        max_bytes_for_level_base: 64 << 10,
-        l0_compaction_trigger: 2,
-        max_manifest_size: 4 << 10,
-        ..Default::default()
-    }
 }
 
 fn resolve(fs: &FsCore, path: &str) -> Result<u64, i32> {
@@ -188,7 +175,8 @@ fn power_loss_at_random_points_of_a_filesystem_workload() {
     let mut crashes = 0;
     for seed in 0..250u64 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let store = Arc::new(EngineStore::open_with(dir, opts(&env)).expect("open"));
+        let store =
+            Arc::new(EngineStore::open_with(dir, common::small_engine(&env)).expect("open"));
         let fs = FsCore::open(store.clone() as Arc<dyn Store>, false, false).expect("fs open");
         let mut snaps = vec![model.snapshot()];
         let mut synced = 0;
@@ -225,7 +213,8 @@ fn power_loss_at_random_points_of_a_filesystem_workload() {
             env.crash();
         }
         env.clear_faults();
-        let store = Arc::new(EngineStore::open_with(dir, opts(&env)).expect("reopen"));
+        let store =
+            Arc::new(EngineStore::open_with(dir, common::small_engine(&env)).expect("reopen"));
         let fs = FsCore::open(store.clone() as Arc<dyn Store>, false, false).expect("fs reopen");
         let mut got = Snapshot::new();
         got.insert(String::new(), None);

@@ -55,8 +55,11 @@ impl Sig {
 /// each with the path it gives.
 #[derive(Default)]
 struct Tree {
-    nodes: HashMap<u64, (Sig, BTreeMap<(u64, Vec<u8>), Vec<u8>>)>,
+    nodes: HashMap<u64, (Sig, Links)>,
 }
+
+/// An inode's names: (parent inode, name) → the path it gives.
+type Links = BTreeMap<(u64, Vec<u8>), Vec<u8>>;
 
 /// What a walk reads: a directory's (inode, name, is_dir) entries, and an
 /// inode's signature. `at` is the path of the inode (the mount walk's key).

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Mounted {
@@ -443,4 +444,20 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Engine options for in-process tests on the fault env: tiny memtables,
+/// tables and MANIFESTs, so flushes, compactions and MANIFEST switches
+/// happen every few operations.
+pub fn small_engine(env: &Arc<lsmfs::engine::fault_env::FaultEnv>) -> lsmfs::engine::Options {
+    lsmfs::engine::Options {
+        env: env.clone(),
+        write_buffer_size: 32 << 10,
+        block_size: 1024,
+        target_file_size: 16 << 10,
+        max_bytes_for_level_base: 64 << 10,
+        l0_compaction_trigger: 2,
+        max_manifest_size: 4 << 10,
+        ..Default::default()
+    }
 }
