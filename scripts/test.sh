@@ -13,7 +13,7 @@ cargo test --all-targets 2>&1
 if [ "$(id -u)" = 0 ] && [ -w /sys/module/fuse/parameters/enable_uring ]; then
   echo "== the mount suites on the io_uring transport"
   LSMFS_TEST_TRANSPORT=io_uring cargo test --test mount_posix --test mount_durability \
-    --test mount_tree --test mount_cli --test tools --test crash_loop 2>&1
+    --test mount_tree --test mount_cli --test tools --test crash_loop --test mount_snapshots 2>&1
 else
   echo "== io_uring transport runs skipped: not root, or no fuse.enable_uring parameter"
 fi
