@@ -38,7 +38,7 @@ start() {
   local opts=()
   [ -n "$TRANSPORT" ] && opts=(-o "$TRANSPORT")
   [ "$TRANSPORT" = io_uring ] && echo Y >"$URING_PARAM"
-  RUST_LOG=info "$BIN" mount "$DATA" "$MNT" --memtable-size 262144 "${opts[@]}" >>"$LOGS/daemon-$1.log" 2>&1 &
+  RUST_LOG=info,lsmfs::engine::db=debug "$BIN" mount "$DATA" "$MNT" --memtable-size 262144 "${opts[@]}" >>"$LOGS/daemon-$1.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 500); do
     # up, and its "mounted ... (TRANSPORT, ...)" line written

@@ -1539,10 +1539,10 @@ impl Shared {
         let _g = lock(&self.version_lock);
         let has_imm = lock(&self.state).imm.is_some();
         if has_imm {
-            log::info!("flush started");
+            log::debug!("flush started");
             let r = self.flush_imm();
             if r.is_ok() {
-                log::info!("flush finished");
+                log::debug!("flush finished");
             }
             return (true, r);
         }
@@ -1560,7 +1560,7 @@ impl Shared {
         };
         match c {
             Some(c) => {
-                log::info!(
+                log::debug!(
                     "compaction started: L{} ({} files) into L{} ({} files){}",
                     c.level,
                     c.inputs.len(),
@@ -1574,7 +1574,7 @@ impl Shared {
                 );
                 let r = self.run_compaction(&c, version, false);
                 if r.is_ok() {
-                    log::info!("compaction finished");
+                    log::debug!("compaction finished");
                 }
                 r
             }

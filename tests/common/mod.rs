@@ -219,11 +219,11 @@ impl Mounted {
 
     /// Clean unmount; waits for the daemon to exit and asserts it exited 0.
     pub fn unmount(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "umount failed:\n{}", self.log_text());
+        assert!(
+            umount_retrying(&self.mnt),
+            "umount failed:\n{}",
+            self.log_text()
+        );
         if let Some(mut c) = self.child.take() {
             let st = wait_timeout(&mut c, Duration::from_secs(30));
             assert!(
@@ -342,6 +342,31 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         umount_or_detach(&self.0);
+    }
+}
+
+/// `umount`, tried again for up to 2 s while it fails: another test
+/// thread's child holds a copy of every descriptor and mapping of this
+/// process between its fork and its exec, so a file this thread has just
+/// closed (or unmapped) can keep the mount busy for that moment.
+pub fn umount_retrying(p: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let out = Command::new("umount").arg(p).output();
+        match out {
+            Ok(o) if o.status.success() => return true,
+            Ok(o)
+                if Instant::now() < deadline
+                    && String::from_utf8_lossy(&o.stderr).contains("busy") =>
+            {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Ok(o) => {
+                eprint!("{}", String::from_utf8_lossy(&o.stderr));
+                return false;
+            }
+            Err(_) => return false,
+        }
     }
 }
 
