@@ -11,6 +11,9 @@
 #   TARGETS="plain bindfs juicefs fuse2fs lsmfs lsmfs-uring"  which targets to run (default: all)
 #   LSMFS_OPTS="--sync always"    extra `lsmfs mount` options
 #   STEP_TIMEOUT=300              seconds before one workload is abandoned
+#   ROWS="untar cp-r rm-r 20k-fchmod"  which workloads to time (default: all); a
+#                                 workload a chosen one needs (untar before cp-r)
+#                                 still runs, untimed
 #
 # The source tree (Python standard library with its tests + /usr/include,
 # ~250 MB) is built once into WORKDIR/src.tar, and a git repository of it
@@ -22,6 +25,7 @@ WORK=$(realpath -m "${1:-/tmp/lsmfs-fsbench}")
 TARGETS=${TARGETS:-plain bindfs juicefs fuse2fs lsmfs lsmfs-uring}
 LSMFS_OPTS=${LSMFS_OPTS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+ROWS=${ROWS:-}
 bash scripts/setup.sh
 # The peers only the benchmark needs.
 case " $TARGETS " in *" juicefs "*)
@@ -89,10 +93,33 @@ fi
 # --- helpers -----------------------------------------------------------------
 now() { date +%s.%N; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+# The workloads that need another one's result (ROWS picks a subset).
+declare -A NEEDED_BY=(
+  [untar]="find du-s grep-r cp-r rm-r"
+  [cp-r]="rm-r"
+  [git-clone]="git-status"
+  [10k-1KiB-files]="stat-10k"
+  [write-512M-fsync]="read-512M-cold rm-512M"
+)
+wanted() { [ -z "$ROWS" ] || [[ " $ROWS " == *" $1 "* ]]; }
+needed() {
+  local n
+  wanted "$1" && return 0
+  for n in ${NEEDED_BY[$1]:-}; do needed "$n" && return 0; done
+  return 1
+}
 # t TARGET NAME COMMAND...: time one workload; a failure or timeout is recorded, not fatal.
+# A workload ROWS leaves out is skipped, or run untimed if a chosen one needs it.
 t() {
   local target=$1 name=$2 s e rc=0
   shift 2
+  if ! wanted "$name"; then
+    if needed "$name"; then
+      timeout "$STEP_TIMEOUT" "$@" >"$WORK/out.$target.$name" 2>&1 ||
+        echo "  $target $name (untimed, needed by a chosen row) FAILED" | tee -a "$NOTES"
+    fi
+    return 0
+  fi
   s=$(now)
   timeout "$STEP_TIMEOUT" "$@" >"$WORK/out.$target.$name" 2>&1 || rc=$?
   e=$(now)
@@ -187,9 +214,11 @@ run_all() { # run_all TARGET DIR
   # second boundary fell, and the faster the checkout the more there are.
   # One untimed status (after a second) refreshes the index on every target,
   # so the timed one measures the stat walk, cold.
-  sleep 1
-  git -C "$D/clone" status --porcelain >/dev/null
-  cold "$T"
+  if wanted git-status; then
+    sleep 1
+    git -C "$D/clone" status --porcelain >/dev/null
+    cold "$T"
+  fi
   t "$T" git-status git -C "$D/clone" status --porcelain
   mkdir -p "$D/small"
   t "$T" 10k-1KiB-files python3 "$WORK/small_files.py" "$D/small"
@@ -198,7 +227,7 @@ run_all() { # run_all TARGET DIR
   mkdir -p "$D/fsmark"
   t "$T" fs_mark-10kx4K fs_mark -d "$D/fsmark" -n 10000 -s 4096 -t 1 -S 0
   t "$T" write-512M-fsync dd if=/dev/zero of="$D/big" bs=1M count=512 conv=fsync status=none
-  if [ "${T#lsmfs}" != "$T" ]; then
+  if [ "${T#lsmfs}" != "$T" ] && wanted write-512M-fsync; then
     "$BIN" stats "$D" >"$WORK/$T-stats-512M.txt" 2>&1 || true
     echo "$T write amplification of the run so far (after the 512 MiB write): $(grep -m1 write_amplification "$WORK/$T-stats-512M.txt" | sed 's/write_amplification *//')" | tee -a "$NOTES"
   fi
@@ -217,8 +246,10 @@ run_all() { # run_all TARGET DIR
   awk -v t="$T" '$1 == t && $2 == "20k-fchmod" && $3 != "FAIL" {printf "  %s 20k-fchmod: %.1f us per call\n", t, $3 * 50}' \
     "$RESULTS" | tee -a "$NOTES"
   # The whole work tree at the end, with one 512 MiB file in it.
-  dd if=/dev/zero of="$D/big2" bs=1M count=512 status=none
-  sync
+  if wanted rm-rf-all; then
+    dd if=/dev/zero of="$D/big2" bs=1M count=512 status=none
+    sync
+  fi
   t "$T" rm-rf-all rm -rf "$D/src" "$D/clone" "$D/small" "$D/fsmark" "$D/fio" "$D/appends" "$D/fchmod" "$D/big2"
 }
 
