@@ -3,8 +3,8 @@
 //! rename, delete and overwrite half of it, and `.snapshots/NAME` still
 //! matches the original by SHA-256 and by listing (modes, sizes, times,
 //! symlinks) — after an offline compaction, an unmount and a kill -9 +
-//! remount. Writes into it get EROFS; `find`, `cp -a`, `tar` and `diff -r`
-//! work on it; `snapshot diff` names the changes; deleting the snapshot
+//! remount. Writes into it get EROFS; `find`, `cp -a`, `tar`, `diff -r`
+//! and `rsync` work on it; `snapshot diff` names the changes; deleting the snapshot
 //! and compacting brings the data directory back to the live tree's size.
 
 mod common;
@@ -109,7 +109,15 @@ fn a_snapshot_keeps_the_tree_through_changes_compaction_and_kill_9() {
         &m.mnt,
     );
     assert!(listing(&m.path("copy")) == want, "cp -a of the snapshot");
-    sh("rm -rf copy", &m.mnt);
+    sh(
+        "rsync -a .snapshots/before/tree/ rcopy/ && diff -r --no-dereference rcopy copy",
+        &m.mnt,
+    );
+    assert!(
+        listing(&m.path("rcopy")) == want,
+        "rsync -a of the snapshot"
+    );
+    sh("rm -rf copy rcopy", &m.mnt);
     // Inode numbers inside never collide with live ones.
     let inos = sh(
         "stat -c %i tree/pngconf.h .snapshots/before/tree/pngconf.h",
