@@ -11,6 +11,11 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v fs_mark >/dev/null || need+=(fsmark)
 command -v db_bench >/dev/null || need+=(rocksdb-tools)
 [ -x /usr/bin/time ] || need+=(time)
+# The etcd backend: the server and etcdctl for the tests' clusters, protoc
+# for the etcd-client crate's build script (it compiles etcd's .proto files).
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -4,6 +4,8 @@
 //! the daemon it started.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,6 +23,9 @@ pub struct Mounted {
     extra: Vec<String>,
     /// Leave the transport to the daemon's default (no `-o [no_]io_uring`).
     default_transport: bool,
+    /// The etcd cluster this mount's store lives on, when it started one
+    /// (`LSMFS_TEST_STORE=etcd`); dropped after the unmount.
+    pub etcd: Option<etcd::EtcdCluster>,
 }
 
 /// The environment variable that runs the mount suites on the io_uring
@@ -114,15 +119,39 @@ impl Mounted {
         Self::build(extra, Some(mib), false)
     }
 
+    /// A mount of the store at `url` (an etcd:// URL another owner's
+    /// cluster serves: several mounts may share it).
+    pub fn on_url(url: &str, extra: &[&str]) -> Mounted {
+        Self::build_on(extra, None, false, Some(PathBuf::from(url)), None)
+    }
+
     fn build(extra: &[&str], disk_mib: Option<u64>, default_transport: bool) -> Mounted {
+        // The suites run on etcd with LSMFS_TEST_STORE=etcd (a small disk
+        // is about the local engine: those tests stay local).
+        if etcd::etcd_run() && disk_mib.is_none() {
+            let cluster = etcd::EtcdCluster::start();
+            let url = PathBuf::from(cluster.url("lsmfs-test"));
+            return Self::build_on(extra, None, default_transport, Some(url), Some(cluster));
+        }
+        Self::build_on(extra, disk_mib, default_transport, None, None)
+    }
+
+    fn build_on(
+        extra: &[&str],
+        disk_mib: Option<u64>,
+        default_transport: bool,
+        url: Option<PathBuf>,
+        etcd: Option<etcd::EtcdCluster>,
+    ) -> Mounted {
         let tmp = tempfile::Builder::new()
             .prefix("lsmfs-test")
             .tempdir()
             .expect("tempdir");
         let disk = disk_mib.map(|mib| SmallDisk::mount(&tmp.path().join("disk"), mib));
-        let data = match &disk {
-            Some(d) => d.0.join("data"),
-            None => tmp.path().join("data"),
+        let data = match (&disk, url) {
+            (_, Some(url)) => url,
+            (Some(d), None) => d.0.join("data"),
+            (None, None) => tmp.path().join("data"),
         };
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir_all(&mnt).expect("mkdir mnt");
@@ -136,6 +165,7 @@ impl Mounted {
             log,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             default_transport,
+            etcd,
         };
         m.start();
         m
