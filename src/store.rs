@@ -4,6 +4,17 @@
 //! sync) so that another engine — an in-memory map in tests, or a distributed
 //! store later — can stand in for the embedded LSM engine. Errors are
 //! `std::io::Error` carrying the errno the filesystem should return.
+//!
+//! A batch may carry expectations (`Batch::expect`): the values of keys the
+//! operation read, which must still hold when it commits. A store shared by
+//! several processes (`etcd`) checks them in the same transaction and,
+//! when one fails, applies nothing and returns [`conflict`]: the operation
+//! reads again and retries. A store only one process writes needs no
+//! check: the filesystem's in-process locks already keep what an operation
+//! read unchanged until it commits, so `EngineStore` ignores them
+//! (`MemStore` checks them, for tests of the retry paths).
+
+pub mod etcd;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,6 +35,29 @@ pub enum BatchOp {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub ops: Vec<BatchOp>,
+    /// Keys whose value (None: absent) must be as read for the batch to apply.
+    pub expect: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Marks the error `write` returns when an expectation failed.
+#[derive(Debug)]
+struct Conflict;
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("another writer changed what the operation read")
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// The error of a batch not applied because an expectation failed.
+pub fn conflict() -> io::Error {
+    io::Error::other(Conflict)
+}
+
+pub fn is_conflict(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<Conflict>())
 }
 
 impl Batch {
@@ -41,6 +75,10 @@ impl Batch {
     pub fn delete_range(&mut self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
         self.ops
             .push(BatchOp::DeleteRange(start.into(), end.into()));
+    }
+    /// Apply only if `key` still holds `value` (None: still absent).
+    pub fn expect(&mut self, key: impl Into<Vec<u8>>, value: Option<Vec<u8>>) {
+        self.expect.push((key.into(), value));
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -89,6 +127,12 @@ pub trait Store: Send + Sync {
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()>;
     /// Make everything written so far survive power loss.
     fn sync(&self) -> io::Result<()>;
+    /// Whether other processes (other hosts' mounts) write this store too:
+    /// then the filesystem caches nothing of it and every operation's
+    /// batches carry expectations of what it read (see `fs::shared`).
+    fn shared(&self) -> bool {
+        false
+    }
     /// Human-readable statistics of the store (shown through the mount).
     fn stats_text(&self) -> String {
         String::new()
@@ -167,6 +211,9 @@ impl Store for MemStore {
             return Err(read_only());
         }
         let mut map = self.map.write().map_err(|_| poisoned())?;
+        if batch.expect.iter().any(|(k, v)| map.get(k) != v.as_ref()) {
+            return Err(conflict());
+        }
         for op in batch.ops {
             match op {
                 BatchOp::Put(k, v) => {

@@ -14,6 +14,7 @@
 use super::inode::{Attr, KIND_DIR, KIND_SYMLINK};
 use super::schema::*;
 use crate::engine::Db;
+use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
@@ -51,7 +52,33 @@ pub fn check_tree_at(
     };
     it.seek_to_first();
     while it.valid() {
-        let (k, v) = (it.key(), it.value());
+        s.see(it.key(), it.value(), problems);
+        it.next();
+    }
+    if let Err(e) = it.status() {
+        problems.push(format!("reading the store: {e}"));
+        return;
+    }
+    s.report(problems, summary);
+}
+
+/// `check_tree` over any store (etcd's: one paged scan of its prefix).
+pub fn check_store(store: &dyn Store, problems: &mut Vec<String>, summary: &mut Vec<String>) {
+    let mut s = Seen::default();
+    let mut found = Vec::new();
+    if let Err(e) = store.scan_visit(b"", &[0xff], usize::MAX, &mut |k, v| {
+        s.see(k, v, &mut found)
+    }) {
+        problems.push(format!("reading the store: {e}"));
+        return;
+    }
+    problems.extend(found);
+    s.report(problems, summary);
+}
+
+impl Seen {
+    fn see(&mut self, k: &[u8], v: &[u8], problems: &mut Vec<String>) {
+        let s = self;
         match parse_key(k) {
             Some(Key::Inode(ino)) => match Attr::decode(v) {
                 Ok(mut a) => {
@@ -79,32 +106,30 @@ pub fn check_tree_at(
             Some(Key::Meta(_)) => {}
             None => s.bad_keys += 1,
         }
-        it.next();
     }
-    if let Err(e) = it.status() {
-        problems.push(format!("reading the store: {e}"));
-        return;
-    }
-    if s.bad_keys > 0 {
-        problems.push(format!("{} keys of no known family", s.bad_keys));
-    }
-    verify(&s, problems);
-    let dirs = s.inodes.values().filter(|a| a.is_dir()).count();
-    // What is stored (chunks and inline data), not the files' sizes: a
-    // sparse file's holes take no room and are not file data.
-    let inline: u64 = s
-        .inodes
-        .values()
-        .filter_map(|a| a.inline.as_ref())
-        .map(|d| d.len() as u64)
-        .sum();
-    let bytes = inline + s.chunks.iter().map(|c| c.2 as u64).sum::<u64>();
-    let apparent: u64 = s
-        .inodes
-        .values()
-        .filter(|a| !a.is_dir())
-        .fold(0u64, |n, a| n.saturating_add(a.size));
-    summary.push(format!(
+
+    fn report(&self, problems: &mut Vec<String>, summary: &mut Vec<String>) {
+        let s = self;
+        if s.bad_keys > 0 {
+            problems.push(format!("{} keys of no known family", s.bad_keys));
+        }
+        verify(&s, problems);
+        let dirs = s.inodes.values().filter(|a| a.is_dir()).count();
+        // What is stored (chunks and inline data), not the files' sizes: a
+        // sparse file's holes take no room and are not file data.
+        let inline: u64 = s
+            .inodes
+            .values()
+            .filter_map(|a| a.inline.as_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        let bytes = inline + s.chunks.iter().map(|c| c.2 as u64).sum::<u64>();
+        let apparent: u64 = s
+            .inodes
+            .values()
+            .filter(|a| !a.is_dir())
+            .fold(0u64, |n, a| n.saturating_add(a.size));
+        summary.push(format!(
         "filesystem: {} inodes ({dirs} directories), {} entries, {} chunks, {} xattrs, {} orphans, {bytes} bytes of file data ({apparent} bytes of file sizes, holes included)",
         s.inodes.len(),
         s.entries.len(),
@@ -112,6 +137,7 @@ pub fn check_tree_at(
         s.xattrs,
         s.orphans.len()
     ));
+    }
 }
 
 fn verify(s: &Seen, problems: &mut Vec<String>) {
@@ -245,10 +271,36 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
 
 /// Resolve `path` in the store `db` and print every key it touches.
 pub fn inspect_path(db: &Db, path: &str, raw: bool) -> Result<(), String> {
+    inspect_path_with(
+        &|k| db.get(k).map_err(|e| e.to_string()),
+        &|s, e| db.scan(s, Some(e), 10_000, None).map_err(|e| e.to_string()),
+        path,
+        raw,
+    )
+}
+
+/// `inspect_path` on any store.
+pub fn inspect_store_path(store: &dyn Store, path: &str, raw: bool) -> Result<(), String> {
+    inspect_path_with(
+        &|k| store.get(k).map_err(|e| e.to_string()),
+        &|s, e| store.scan(s, e, 10_000).map_err(|e| e.to_string()),
+        path,
+        raw,
+    )
+}
+
+type Got = Result<Option<Vec<u8>>, String>;
+type Scanned = Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+
+fn inspect_path_with(
+    get: &dyn Fn(&[u8]) -> Got,
+    scan: &dyn Fn(&[u8], &[u8]) -> Scanned,
+    path: &str,
+    raw: bool,
+) -> Result<(), String> {
     let show = |k: &[u8], v: Option<&[u8]>| {
         println!("  {}", super::schema::describe(k, v, raw));
     };
-    let get = |k: &[u8]| db.get(k).map_err(|e| e.to_string());
     let mut ino = ROOT_INO;
     let root = inode_key(ino);
     println!("/");
@@ -275,10 +327,7 @@ pub fn inspect_path(db: &Db, path: &str, raw: bool) -> Result<(), String> {
         (dentry_range(ino).0, dentry_range(ino).1),
     ];
     for (s, e) in ranges {
-        for (k, v) in db
-            .scan(&s, Some(&e), 10_000, None)
-            .map_err(|e| e.to_string())?
-        {
+        for (k, v) in scan(&s, &e)? {
             show(&k, Some(&v));
         }
     }

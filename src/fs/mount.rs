@@ -47,6 +47,7 @@ use crate::cli_values::{int_in, size_in};
 use crate::fs::mount_checks;
 use crate::fs::ops::{Negotiated, Transport};
 use crate::fs::{uring, FsConfig, FuseFs};
+use crate::store::etcd::{is_etcd, Access, EtcdArgs, EtcdStore, EtcdUrl};
 use crate::store::{EngineStore, Store};
 use fuser::MountOption;
 use std::ffi::CString;
@@ -62,7 +63,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct MountArgs {
-    /// Directory holding the store (created if missing).
+    /// Directory holding the store (created if missing), or
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX for a store on an etcd cluster.
     pub data_dir: PathBuf,
     /// Empty directory to mount on (-o nonempty allows a non-empty one).
     pub mountpoint: PathBuf,
@@ -127,6 +129,8 @@ pub struct MountArgs {
     /// Comma-separated mount options (see --help for each).
     #[arg(short = 'o', value_name = "OPTS", long_help = super::mount_options::help())]
     pub options: Vec<String>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// More threads than this buy nothing (each is a cloned `/dev/fuse`
@@ -255,6 +259,23 @@ fn prepare(
     warn: impl Fn(&str),
 ) -> Result<(mount_checks::Resolved, Parsed), String> {
     let parsed = mount_options::parse(&args.options)?;
+    if is_etcd(&args.data_dir) {
+        // Nothing local to check or create: only the mount point.
+        EtcdUrl::parse(&args.data_dir.to_string_lossy())?;
+        args.etcd.access()?;
+        let mountpoint = mount_checks::check_mountpoint(&args.mountpoint, parsed.nonempty)?;
+        if unsafe { libc::geteuid() } != 0 {
+            super::fusermount::preflight(&mountpoint, parsed.acl != fuser::SessionACL::Owner)?;
+        }
+        let data_dir = args.data_dir.clone();
+        return Ok((
+            mount_checks::Resolved {
+                data_dir,
+                mountpoint,
+            },
+            parsed,
+        ));
+    }
     let paths = mount_checks::check(
         &args.data_dir,
         &args.mountpoint,
@@ -282,7 +303,7 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     let (data_dir, mountpoint) = (paths.data_dir, paths.mountpoint);
     let log_path = match &args.log_file {
         Some(p) => Some(absolute(p)?),
-        None if parsed.read_only => None,
+        None if parsed.read_only || is_etcd(&data_dir) => None,
         None => Some(data_dir.join("LOG")),
     };
     let log = match (&log_path, &args.log_file) {
@@ -350,6 +371,7 @@ fn daemonize(args: &MountArgs) -> Result<(), String> {
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
+    cmd.args(args.etcd.to_args());
     // cwd `/`: the daemon must not keep the caller's directory busy.
     cmd.current_dir("/")
         .env(READY_FD_ENV, ready_fd.to_string())
@@ -807,8 +829,20 @@ fn foreground(args: &MountArgs) -> Result<(), String> {
     let (paths, parsed) = prepare(args, |w| log::warn!("{w}"))?;
     // Before any thread exists, so that every thread inherits the mask.
     let signals = block_signals();
+    if is_etcd(&paths.data_dir) {
+        let url = EtcdUrl::parse(&paths.data_dir.to_string_lossy())?;
+        let store: Arc<dyn Store> = Arc::new(open_etcd(&url, &args.etcd.access()?)?);
+        return serve(args, &paths, &parsed, store, &signals, (ready, &systemd));
+    }
     let store = Arc::new(open_store(args, &paths, parsed.read_only)?);
-    let served = serve(args, &paths, &parsed, &store, &signals, (ready, &systemd));
+    let served = serve(
+        args,
+        &paths,
+        &parsed,
+        store.clone(),
+        &signals,
+        (ready, &systemd),
+    );
     let closed = store.close();
     served?;
     closed.map_err(|e| format!("closing the store: {e}"))?;
@@ -847,27 +881,42 @@ fn open_store(
     }
 }
 
+/// Connect to the etcd cluster (one clear line if it cannot be reached or
+/// refuses the credentials).
+fn open_etcd(url: &EtcdUrl, access: &Access) -> Result<EtcdStore, String> {
+    let store = EtcdStore::open(url, access)?;
+    log::info!(
+        "store on etcd: {} (every operation one transaction)",
+        url.shown
+    );
+    Ok(store)
+}
+
 /// Mount, serve until unmounted or signalled, unmount.
 fn serve(
     args: &MountArgs,
     paths: &mount_checks::Resolved,
     parsed: &Parsed,
-    store: &Arc<EngineStore>,
+    store: Arc<dyn Store>,
     signals: &libc::sigset_t,
     (ready, systemd): (Option<std::fs::File>, &super::sd_notify::Notifier),
 ) -> Result<(), String> {
     let mountpoint = paths.mountpoint.as_path();
     let data_dir = paths.data_dir.as_path();
+    // A local store keeps room on its disk; etcd has its own quota.
+    let local = !is_etcd(data_dir);
     prepare_mountpoint(mountpoint)?;
     let config = FsConfig {
         sync_always: args.sync == "always",
         writeback_cache: parsed.writeback_cache,
         read_only: parsed.read_only,
         no_acl: parsed.no_acl,
-        statfs_path: Some(data_dir.to_path_buf()),
-        space_reserve: args
-            .space_reserve_mb
-            .map_or_else(|| space_reserve(args.memtable_size), |mb| mb << 20),
+        statfs_path: local.then(|| data_dir.to_path_buf()),
+        space_reserve: match (local, args.space_reserve_mb) {
+            (false, _) => 0,
+            (true, Some(mb)) => mb << 20,
+            (true, None) => space_reserve(args.memtable_size),
+        },
         io_uring: false,
         snapshot_owner: {
             use std::os::unix::fs::MetadataExt;
@@ -879,8 +928,7 @@ fn serve(
         io_uring: ring.is_some(),
         ..config
     };
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let fs = FuseFs::new(dyn_store, config)
+    let fs = FuseFs::new(store, config)
         .map_err(|e| format!("cannot start the filesystem on {}: {e}", data_dir.display()))?;
     let ops = fs.ops().clone();
     let Served { session, ring } =

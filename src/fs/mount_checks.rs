@@ -121,7 +121,7 @@ pub fn is_dead(e: Option<i32>) -> bool {
     )
 }
 
-fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, String> {
+pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, String> {
     let shown = mountpoint.display();
     // A dead daemon's mount: detached once we hold the store's lock.
     if is_dead(super::mount::statfs_errno(mountpoint)) {

@@ -32,8 +32,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// The data directory (not mounted).
+    /// The data directory (not mounted), or an etcd:// URL (the
+    /// filesystem's invariants only; mounts may be live, so a tree being
+    /// changed can show passing problems).
     pub path: PathBuf,
+    #[command(flatten)]
+    pub etcd: crate::store::etcd::EtcdArgs,
 }
 
 /// What a check found.
@@ -45,11 +49,27 @@ pub struct CheckReport {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
+    if crate::store::etcd::is_etcd(&args.path) {
+        return print_report(check_etcd(&args));
+    }
     let is_store = args.path.join("CURRENT").exists();
     if let Some(problem) = crate::data_dir::access_problem(&args.path).filter(|_| is_store) {
         println!("warning: {problem}");
     }
-    match check_dir(&args.path) {
+    print_report(check_dir(&args.path))
+}
+
+/// The filesystem's invariants over the keys under an etcd prefix.
+fn check_etcd(args: &CheckArgs) -> Result<CheckReport, String> {
+    let url = crate::store::etcd::EtcdUrl::parse(&args.path.to_string_lossy())?;
+    let store = crate::store::etcd::EtcdStore::open(&url, &args.etcd.access()?)?;
+    let mut report = CheckReport::default();
+    crate::fs::fsck::check_store(&store, &mut report.problems, &mut report.summary);
+    Ok(report)
+}
+
+fn print_report(r: Result<CheckReport, String>) -> i32 {
+    match r {
         Ok(report) => {
             for p in &report.problems {
                 println!("problem: {p}");

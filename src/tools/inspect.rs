@@ -70,10 +70,13 @@ pub enum InspectCmd {
     },
     /// Resolve a path inside the filesystem offline and print every key it touches.
     Path {
+        /// Data directory, or an etcd:// URL.
         dir: PathBuf,
         path: String,
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        etcd: crate::store::etcd::EtcdArgs,
     },
 }
 
@@ -83,7 +86,17 @@ pub fn run(cmd: InspectCmd) -> i32 {
         InspectCmd::Sst { file, keys, raw } => sst(&file, shown(keys, raw)),
         InspectCmd::Wal { file, keys, raw } => wal(&file, shown(keys, raw)),
         InspectCmd::Blob { file, keys, raw } => blob(&file, shown(keys, raw)),
-        InspectCmd::Path { dir, path, raw } => {
+        InspectCmd::Path {
+            dir,
+            path,
+            raw,
+            etcd,
+        } if crate::store::etcd::is_etcd(&dir) => {
+            crate::store::etcd::EtcdUrl::parse(&dir.to_string_lossy())
+                .and_then(|url| crate::store::etcd::EtcdStore::open(&url, &etcd.access()?))
+                .and_then(|store| crate::fs::fsck::inspect_store_path(&store, &path, raw))
+        }
+        InspectCmd::Path { dir, path, raw, .. } => {
             super::offline::open(&dir, false, "unmount it first (inspect runs offline)")
                 .map_err(|e| e.to_string())
                 .and_then(|db| crate::fs::fsck::inspect_path(&db, &path, raw))
