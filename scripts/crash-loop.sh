@@ -3,6 +3,8 @@
 # after each kill: `lsmfs check` must be clean, the next mount must detach the
 # stale mount point, and the tree must match the workload's journal.
 # usage: scripts/crash-loop.sh [CYCLES] [WORKDIR]
+#   LSMFS_DATA=etcd://HOST:PORT,.../PREFIX   run it on a store in etcd (an
+#   empty prefix) instead of WORKDIR/data
 #   LSMFS_TRANSPORT=io_uring|no_io_uring   mount with -o that (default: lsmfs's
 #   default); io_uring sets fuse.enable_uring=Y around each mount and
 #   restores it, and the run fails unless every mount was served by the ring.
@@ -17,7 +19,7 @@ else
   cargo build --release --quiet
   BIN=$PWD/target/release/lsmfs
 fi
-DATA=$WORK/data MNT=$WORK/mnt STATE=$WORK/state LOGS=$WORK/logs
+DATA=${LSMFS_DATA:-$WORK/data} MNT=$WORK/mnt STATE=$WORK/state LOGS=$WORK/logs
 PID=""
 TRANSPORT=${LSMFS_TRANSPORT:-}
 TRANSPORT_RE=

@@ -1,6 +1,7 @@
 //! A short run of `scripts/crash-loop.sh`: kill -9 of a real mount in the
 //! middle of a mixed workload, `lsmfs check`, remount over the stale mount
-//! point, and verification against the workload's journal.
+//! point, and verification against the workload's journal (on an etcd
+//! store with `LSMFS_TEST_STORE=etcd`).
 
 mod common;
 
@@ -12,7 +13,14 @@ fn kill9_cycles_with_journal_verification() {
         .prefix("lsmfs-crash")
         .tempdir()
         .expect("tempdir");
-    let out = Command::new("bash")
+    // With LSMFS_TEST_STORE=etcd the store is a prefix of a cluster of
+    // our own, dropped (its members killed) when the test ends.
+    let cluster = common::etcd::etcd_run().then(common::etcd::EtcdCluster::start);
+    let mut cmd = Command::new("bash");
+    if let Some(c) = &cluster {
+        cmd.env("LSMFS_DATA", c.url("crash-loop"));
+    }
+    let out = cmd
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/scripts/crash-loop.sh"

@@ -103,6 +103,11 @@ pub struct FsCore {
     /// POSIX ACLs are stored and kept in step with the mode (the kernel
     /// enforces them: FUSE_POSIX_ACL was granted at init).
     acls: std::sync::atomic::AtomicBool,
+    /// Other hosts write the store too (see `shared`): no inode cache,
+    /// inode numbers claimed by compared commits.
+    shared: bool,
+    /// Operations re-run after another host's commit conflicted.
+    conflicts: std::sync::atomic::AtomicU64,
 }
 
 /// Held stripes of the lock table; released on drop.
@@ -118,7 +123,9 @@ const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) const NEW_ENTRY_BYTES: u64 = 256;
 
 pub(super) fn io_errno(e: std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
+    e.raw_os_error()
+        .or_else(|| super::shared::errno_of(&e))
+        .unwrap_or(libc::EIO)
 }
 
 pub fn now_ns() -> i64 {
@@ -251,6 +258,12 @@ impl FsCore {
                 hwm.max(FIRST_INO)
             }
         };
+        let shared = store.shared();
+        let store = if shared {
+            super::shared::Tracked::wrap(store)
+        } else {
+            store
+        };
         let core = FsCore {
             store,
             sync_always,
@@ -262,6 +275,8 @@ impl FsCore {
             open: Mutex::new(HashMap::new()),
             cache: AttrCache::new(cache_bytes),
             acls: std::sync::atomic::AtomicBool::new(false),
+            shared,
+            conflicts: std::sync::atomic::AtomicU64::new(0),
         };
         if !read_only {
             core.recover()?;
@@ -314,6 +329,21 @@ impl FsCore {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Whether other hosts write the store too (see `shared`).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    pub(super) fn count_conflict(&self) {
+        self.conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Operations re-run because another host's commit conflicted.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lock the stripes of `inos` in ascending order.
@@ -389,6 +419,7 @@ impl FsCore {
             }
         }
         match self.store.write(b, sync) {
+            Ok(()) if self.shared => Ok(()),
             Ok(()) => {
                 for (ino, a) in touched {
                     match a {
@@ -415,9 +446,18 @@ impl FsCore {
     pub(super) fn alloc_ino(&self) -> FsResult<u64> {
         let mut a = self.alloc.lock().unwrap_or_else(|p| p.into_inner());
         if a.next >= a.hwm {
+            let mut b = Batch::new();
+            if self.shared {
+                // Other mounts claim ranges too: start past the newest
+                // mark, and commit only if it is still the newest.
+                let mark = self.store.get(&meta_key("next_ino")).map_err(io_errno)?;
+                a.next = a
+                    .next
+                    .max(mark.as_deref().and_then(be64).unwrap_or(FIRST_INO));
+                b.expect(meta_key("next_ino"), mark);
+            }
             // Only a damaged `next_ino` gets near 2^64: out of inodes.
             let hwm = a.next.checked_add(INO_RESERVE).ok_or(libc::ENOSPC)?;
-            let mut b = Batch::new();
             b.put(meta_key("next_ino"), hwm.to_be_bytes().to_vec());
             self.writable()?;
             self.store.write(b, false).map_err(io_errno)?;
@@ -472,6 +512,16 @@ impl FsCore {
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if self.shared {
+            // Another host may have changed it: always the store's.
+            let v = self.store.get(&inode_key(ino)).map_err(io_errno)?;
+            let mut a = Attr::decode(&v.ok_or(libc::ENOENT)?).map_err(|e| {
+                log::error!("inode {ino}: {e}");
+                libc::EIO
+            })?;
+            a.ino = ino;
+            return Ok(a);
+        }
         if let Some(a) = self.cache.get(ino) {
             return Ok(a);
         }

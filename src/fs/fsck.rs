@@ -113,7 +113,7 @@ impl Seen {
         if s.bad_keys > 0 {
             problems.push(format!("{} keys of no known family", s.bad_keys));
         }
-        verify(&s, problems);
+        verify(s, problems);
         let dirs = s.inodes.values().filter(|a| a.is_dir()).count();
         // What is stored (chunks and inline data), not the files' sizes: a
         // sparse file's holes take no room and are not file data.

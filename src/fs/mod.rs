@@ -12,6 +12,7 @@
 //! | `acl` | POSIX ACLs: their xattr format, mode ⇄ ACL, inheritance |
 //! | `space` | the free-space reserve: ENOSPC before the disk is really full |
 //! | `snapshots` | `.snapshots`: each snapshot's tree, read-only, and its inode numbers |
+//! | `shared` | a store other hosts write too: tracked reads, compared commits, retries |
 //! | `ops` | what each FUSE request does, shared by both transports |
 //! | `fuse` | the classic transport: the thin `fuser::Filesystem` translation |
 //! | `uring` | the io_uring transport: per-CPU queues, its wire format |
@@ -52,6 +53,7 @@ pub mod ops;
 pub mod requests;
 pub mod schema;
 pub mod sd_notify;
+mod shared;
 pub mod snapshots;
 pub mod space;
 pub mod umount;

@@ -11,6 +11,9 @@
 //! attributes for `TTL` (every change goes through it and invalidates what
 //! it touches), cache misses too (negative entries), keep a file's pages
 //! across opens (FOPEN_KEEP_CACHE) and cache symlink targets.
+//! On a shared store (etcd, other hosts writing) names and attributes are
+//! still cached for `TTL` — the bound on how late another host's change is
+//! seen — but pages only while a file is open: each open drops them.
 
 use super::core::{Caller, FsCore, SetAttr};
 use super::inode::{Attr, KIND_FILE};
@@ -215,6 +218,9 @@ impl FsOps {
     fn stats_text(&self) -> Vec<u8> {
         let mut text = self.core.store().stats_text();
         text.push_str(&self.core.space.text());
+        if self.core.shared() {
+            text.push_str(&format!("conflicts_retried    {}\n", self.core.conflicts()));
+        }
         text.push_str(&match self.transport() {
             Transport::DevFuse { threads } => {
                 format!("transport            /dev/fuse, {threads} threads\n")
@@ -254,6 +260,10 @@ impl FsOps {
     fn open_flags(&self, flags: i32) -> u32 {
         if self.direct_writes.load(Ordering::Relaxed) && flags & libc::O_ACCMODE == libc::O_WRONLY {
             FOPEN_DIRECT_IO
+        } else if self.core.shared() {
+            // Another host may have changed the file: each open drops the
+            // kernel's pages of it (close-to-open consistency).
+            0
         } else {
             FOPEN_KEEP_CACHE
         }
@@ -318,7 +328,7 @@ impl FsOps {
             return Err(libc::EPERM);
         }
         live_only(ino)?;
-        Self::entry(self.core.setattr(c, ino, s))
+        Self::entry(self.core.atomically(|| self.core.setattr(c, ino, s)))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, i32> {
@@ -339,10 +349,10 @@ impl FsOps {
         rdev: u32,
     ) -> Result<Entry, i32> {
         live_only(parent)?;
-        Self::entry(
+        Self::entry(self.core.atomically(|| {
             self.core
-                .mknod_umask(c, parent, name, mode, umask, rdev, None),
-        )
+                .mknod_umask(c, parent, name, mode, umask, rdev, None)
+        }))
     }
 
     pub fn mkdir(
@@ -358,12 +368,15 @@ impl FsOps {
         }
         live_only(parent)?;
         let mode = libc::S_IFDIR | (mode & 0o7777);
-        Self::entry(self.core.mknod_umask(c, parent, name, mode, umask, 0, None))
+        Self::entry(
+            self.core
+                .atomically(|| self.core.mknod_umask(c, parent, name, mode, umask, 0, None)),
+        )
     }
 
     pub fn unlink(&self, c: Caller, parent: u64, name: &[u8]) -> Result<(), i32> {
         live_only(parent)?;
-        self.core.unlink(c, parent, name)
+        self.core.atomically(|| self.core.unlink(c, parent, name))
     }
 
     pub fn rmdir(&self, c: Caller, parent: u64, name: &[u8]) -> Result<(), i32> {
@@ -371,7 +384,7 @@ impl FsOps {
             return self.snaps.delete(&self.core, c, name);
         }
         live_only(parent)?;
-        self.core.rmdir(c, parent, name)
+        self.core.atomically(|| self.core.rmdir(c, parent, name))
     }
 
     pub fn symlink(
@@ -382,7 +395,10 @@ impl FsOps {
         target: &[u8],
     ) -> Result<Entry, i32> {
         live_only(parent)?;
-        Self::entry(self.core.symlink(c, parent, name, target))
+        Self::entry(
+            self.core
+                .atomically(|| self.core.symlink(c, parent, name, target)),
+        )
     }
 
     pub fn rename(
@@ -396,13 +412,17 @@ impl FsOps {
     ) -> Result<(), i32> {
         live_only(parent)?;
         live_only(newparent)?;
-        self.core.rename(c, parent, name, newparent, newname, flags)
+        self.core
+            .atomically(|| self.core.rename(c, parent, name, newparent, newname, flags))
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> Result<Entry, i32> {
         live_only(ino)?;
         live_only(newparent)?;
-        Self::entry(self.core.link(ino, newparent, newname))
+        Self::entry(
+            self.core
+                .atomically(|| self.core.link(ino, newparent, newname)),
+        )
     }
 
     pub fn open(&self, ino: u64, flags: i32) -> Result<Opened, i32> {
@@ -469,7 +489,8 @@ impl FsOps {
         // With the writeback cache the kernel places appends itself.
         let append = flags & libc::O_APPEND != 0 && !self.config.writeback_cache;
         let kill = c.uid != 0 || write_flags & WRITE_KILL_SUIDGID != 0;
-        self.core.write_ext(c, ino, offset, data, append, kill)?;
+        self.core
+            .atomically(|| self.core.write_ext(c, ino, offset, data, append, kill))?;
         Ok(data.len() as u32)
     }
 
@@ -498,7 +519,7 @@ impl FsOps {
     /// is gone, and its counts with it).
     fn release_ino(&self, ino: u64) -> Result<(), i32> {
         match self.at(ino) {
-            Ok(At::Live(i)) => self.core.release_file(i),
+            Ok(At::Live(i)) => self.core.atomically(|| self.core.release_file(i)),
             Ok(At::View(v, i)) => v.core.release_file(i),
             Ok(At::Dir | At::Stats) | Err(libc::ENOENT) => Ok(()),
             Err(e) => Err(e),
@@ -673,7 +694,8 @@ impl FsOps {
             return Err(libc::EPERM);
         }
         live_only(ino)?;
-        self.core.setxattr(c, ino, name, value, flags)
+        self.core
+            .atomically(|| self.core.setxattr(c, ino, name, value, flags))
     }
 
     fn xattr_out(v: Vec<u8>, size: u32) -> Result<XattrOut, i32> {
@@ -706,7 +728,7 @@ impl FsOps {
 
     pub fn removexattr(&self, c: Caller, ino: u64, name: &[u8]) -> Result<(), i32> {
         live_only(ino)?;
-        self.core.removexattr(c, ino, name)
+        self.core.atomically(|| self.core.removexattr(c, ino, name))
     }
 
     pub fn access(&self, c: Caller, ino: u64, mask: i32) -> Result<(), i32> {
@@ -735,7 +757,7 @@ impl FsOps {
         };
         let a = self
             .core
-            .mknod_umask(c, parent, name, mode, umask, 0, None)?;
+            .atomically(|| self.core.mknod_umask(c, parent, name, mode, umask, 0, None))?;
         self.core.open_file(a.ino)?;
         let opened = Opened {
             fh: self.fh(),
@@ -746,7 +768,8 @@ impl FsOps {
 
     pub fn fallocate(&self, ino: u64, offset: u64, length: u64, mode: i32) -> Result<(), i32> {
         live_only(ino)?;
-        self.core.fallocate(ino, offset, length, mode)
+        self.core
+            .atomically(|| self.core.fallocate(ino, offset, length, mode))
     }
 
     pub fn lseek(&self, ino: u64, offset: i64, whence: i32) -> Result<i64, i32> {
