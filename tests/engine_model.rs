@@ -325,6 +325,107 @@ fn blob_gc_gives_the_space_back() {
     }
 }
 
+/// Large values go to the blob log beside the WAL, once: the WAL carries
+/// references, reads find the values in the growing blob log, a reopen
+/// replays them from there, and the flush names the log in the Version
+/// without rewriting it.
+#[test]
+fn large_values_are_written_once_through_the_blob_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = || Options {
+        write_buffer_size: 1 << 20,
+        ..small_options()
+    };
+    let db = Db::open(dir.path(), opts()).expect("open");
+    let val = |i: u32| vec![(i % 241) as u8 + 1; 4096];
+    for i in 0..100u32 {
+        let mut b = WriteBatch::new();
+        b.put(format!("v{i:05}").as_bytes(), &val(i));
+        b.put(format!("s{i:05}").as_bytes(), b"small");
+        db.write(b, i % 10 == 0).expect("write");
+    }
+    let stats = db.stats();
+    assert!(
+        stats.wal_bytes_written * 20 < stats.user_bytes_written,
+        "the WAL carries references, not the values: {stats}"
+    );
+    assert_eq!(stats.num_flushes, 0, "{stats}");
+    // Read back from the memtable's blob log, by get and by scan.
+    for i in (0..100u32).step_by(9) {
+        assert_eq!(
+            db.get(format!("v{i:05}").as_bytes()).expect("get"),
+            Some(val(i))
+        );
+    }
+    assert_eq!(full_scan(&db).len(), 200);
+    drop(db);
+    // Replayed from the blob log.
+    let db = Db::open(dir.path(), opts()).expect("reopen");
+    let all = full_scan(&db);
+    assert_eq!(all.len(), 200);
+    assert!((0..100u32).all(|i| all.get(format!("v{i:05}").as_bytes()) == Some(&val(i))));
+    // Write some more, overwrite a few in the same memtable, and flush:
+    // the blob log joins the Version as it is, its overwritten records garbage.
+    for i in 100..200u32 {
+        db.put(format!("v{i:05}").as_bytes(), &val(i)).expect("put");
+    }
+    for i in 100..110u32 {
+        db.put(format!("v{i:05}").as_bytes(), &val(i + 1))
+            .expect("put");
+    }
+    let before = db.stats();
+    db.flush().expect("flush");
+    let stats = db.stats();
+    assert!(stats.blob_files >= 2, "{stats}");
+    assert!(stats.blob_garbage_bytes >= 10 * 4096, "{stats}");
+    assert!(
+        stats.bytes_blob_written - before.bytes_blob_written < 4096,
+        "the flush only seals the blob log: {before} then {stats}"
+    );
+    assert!(stats.write_amplification() < 1.3, "{stats}");
+    for i in 100..200u32 {
+        let want = if i < 110 { val(i + 1) } else { val(i) };
+        assert_eq!(
+            db.get(format!("v{i:05}").as_bytes()).expect("get"),
+            Some(want)
+        );
+    }
+    drop(db);
+    // A blob log torn in its last record (the WAL record naming it made it
+    // to the disk, the blob bytes did not): replay stops there, as at a
+    // torn WAL record, and keeps everything before it.
+    let db = Db::open(dir.path(), opts()).expect("reopen");
+    for i in 300..320u32 {
+        db.put(format!("v{i:05}").as_bytes(), &val(i)).expect("put");
+    }
+    drop(db);
+    let newest_blob = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "blob"))
+        .max()
+        .expect("a blob log");
+    let len = std::fs::metadata(&newest_blob).expect("stat").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest_blob)
+        .expect("open blob log");
+    f.set_len(len - 100).expect("truncate");
+    drop(f);
+    let db = Db::open(dir.path(), opts()).expect("reopen after a torn blob log");
+    let all = full_scan(&db);
+    assert!(
+        all.contains_key(b"v00318".as_slice()),
+        "the records before the tear stay"
+    );
+    assert!(
+        !all.contains_key(b"v00319".as_slice()),
+        "the torn one is gone"
+    );
+    assert_eq!(all.len(), 200 + 100 + 19);
+}
+
 #[test]
 fn compaction_drops_range_deletions_at_the_bottom() {
     let dir = tempfile::tempdir().expect("tempdir");

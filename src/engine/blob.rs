@@ -1,21 +1,55 @@
 //! Blob files: large values kept out of the SSTables (WiscKey, RocksDB's
 //! integrated BlobDB).
 //!
-//! A flush writes every value of at least `Options::min_blob_size` bytes to
-//! a new blob file, in key order, and the table gets a small *blob
-//! reference* in its place (an entry of type `BlobIndex`). Compactions then
-//! move the references, not the bytes: a 4 KiB file chunk is written once to
-//! the WAL and once to a blob file, instead of once per level. The WAL still
-//! carries the bytes, so the kill -9 and power-loss contracts are the WAL's,
-//! unchanged; a blob file is fsync'd (and its directory) before the edit
+//! ## Blob logs: large values written once
+//!
+//! A write batch's values of at least `Options::min_blob_size` bytes (a
+//! whole 4 KiB file chunk) do not go to the WAL: the write leader appends
+//! them to the *blob log* — the blob file of the current memtable — and the
+//! WAL record carries only their references (write batch tag 3). The blob
+//! log's records are the durable log of those bytes, so a byte of file data
+//! is written once (WiscKey), not once to the WAL and again at flush.
+//! Ordering, for the two contracts:
+//! - kill -9: the blob records are handed to the OS (`flush`) before the
+//!   WAL record naming them is, and both before the write returns;
+//! - power loss: a sync fsyncs the blob log before the WAL, so a durable
+//!   WAL record never names a blob record that is not; a switch of
+//!   memtable fsyncs the old blob log before the old WAL.
+//!
+//! The memtable holds the references too; a read resolves them in the blob
+//! log, which it opens *growing* (`BlobCache::begin_log`: no footer yet,
+//! its length re-read when a reference lies past it). The memtable switches
+//! when its bytes plus its blob log's reach `write_buffer_size`. Its flush
+//! writes the blob log's footer, fsyncs it and names it in the flush's edit
+//! beside the L0 table, with the records the flush dropped (overwritten or
+//! deleted within the memtable) counted as garbage from the start: the
+//! bytes are not rewritten.
+//!
+//! Until that edit, a blob log belongs to the WAL that references it, not
+//! to the Version: open keeps blob files numbered from the oldest WAL it
+//! replays on, replay reads each referenced value back (checking its CRC and
+//! key) into the recovery memtable, whose flush writes them to a new blob
+//! file, and the old blob log then goes with its WAL. A reference the replay
+//! cannot read in the newest WAL is its torn tail (only a write that was
+//! never synced can lose its blob bytes: every sync covered the blob log
+//! first): replay stops there, as at a torn WAL record. In an older WAL,
+//! synced whole at the switch, it is corruption.
+//!
+//! ## Blob files written at flush, GC
+//!
+//! A flush writes every value of at least `Options::min_blob_size` bytes
+//! still in the memtable (a recovery memtable's) to a new blob file, in key
+//! order, and the table gets a small *blob reference* in its place (an
+//! entry of type `BlobIndex`). Compactions then move the references, not
+//! the bytes. A blob file is fsync'd (and its directory) before the edit
 //! naming it, like a table.
 //!
 //! Blob files are members of the Version, like tables: the MANIFEST records
 //! their creation, their garbage (references compactions dropped) and their
 //! deletion (see `version_edit`); a blob file no edit names is garbage at
-//! open; one any live Version names is never deleted. When every record of
-//! a file is garbage, the compaction that dropped the last reference deletes
-//! the file in its own edit.
+//! open (a blob log as above aside); one any live Version names is never
+//! deleted. When every record of a file is garbage, the compaction that
+//! dropped the last reference deletes the file in its own edit.
 //!
 //! ```text
 //! file    := header record* footer
@@ -34,7 +68,8 @@ use super::env::{Env, RandomAccessFile, WritableFile};
 use super::error::{Error, Result};
 use super::filename::blob_file_name;
 use super::log_format::mask_crc;
-use std::collections::HashMap;
+use super::write_batch::{BatchEntry, WriteBatch};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -126,6 +161,30 @@ impl BlobWriter {
         self.number
     }
 
+    /// Bytes written so far (header and records).
+    pub fn len(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Hand what was added to the OS (it survives a kill -9).
+    pub fn flush(&mut self) -> Result<()> {
+        self.file.flush()
+    }
+
+    /// fsync what was added (it survives power loss).
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync()
+    }
+
+    /// Start writing back what was flushed (see `WritableFile::start_writeback`).
+    pub fn start_writeback(&mut self) {
+        self.file.start_writeback()
+    }
+
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<BlobRef> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 4]);
@@ -203,12 +262,32 @@ fn parse_record(path: &Path, offset: u64, raw: &[u8]) -> Result<(Vec<u8>, Vec<u8
 pub struct BlobFile {
     file: Box<dyn RandomAccessFile>,
     path: PathBuf,
+    /// Whether it ends in a footer (false: a blob log still being written).
+    sealed: bool,
 }
 
 impl BlobFile {
     pub fn open(env: &dyn Env, path: PathBuf) -> Result<BlobFile> {
         let file = env.open_random_access(&path)?;
-        Ok(BlobFile { file, path })
+        Ok(BlobFile {
+            file,
+            path,
+            sealed: true,
+        })
+    }
+
+    /// Where records may end: before the footer, or the end of a growing file.
+    fn records_end(&self) -> u64 {
+        if self.sealed {
+            self.file.len().saturating_sub(FOOTER_SIZE)
+        } else {
+            self.file.len()
+        }
+    }
+
+    /// Whether `r` lies past what this handle saw of a growing file.
+    fn behind(&self, r: &BlobRef) -> bool {
+        !self.sealed && r.offset.saturating_add(r.size) > self.file.len()
     }
 
     pub fn path(&self) -> &Path {
@@ -217,10 +296,7 @@ impl BlobFile {
 
     fn check_bounds(&self, offset: u64, size: u64) -> Result<()> {
         let end = offset.checked_add(size);
-        if offset < HEADER_SIZE
-            || size > MAX_RECORD
-            || end.is_none_or(|e| e + FOOTER_SIZE > self.file.len())
-        {
+        if offset < HEADER_SIZE || size > MAX_RECORD || end.is_none_or(|e| e > self.records_end()) {
             return Err(Error::corruption(
                 &self.path,
                 offset,
@@ -340,6 +416,10 @@ pub struct BlobCache {
     env: Arc<dyn Env>,
     dir: PathBuf,
     files: Mutex<HashMap<u64, Arc<BlobFile>>>,
+    /// Blob logs still being written (no footer yet).
+    growing: Mutex<HashSet<u64>>,
+    /// Read every file as a blob log (WAL replay: references name blob logs).
+    all_growing: bool,
 }
 
 impl BlobCache {
@@ -348,7 +428,35 @@ impl BlobCache {
             env,
             dir,
             files: Mutex::new(HashMap::new()),
+            growing: Mutex::new(HashSet::new()),
+            all_growing: false,
         }
+    }
+
+    /// A cache that reads every file as a blob log, for WAL replay: the
+    /// references a WAL holds name blob logs, sealed or not.
+    pub fn for_replay(env: Arc<dyn Env>, dir: PathBuf) -> BlobCache {
+        BlobCache {
+            all_growing: true,
+            ..BlobCache::new(env, dir)
+        }
+    }
+
+    /// Blob file `number` is a blob log being written: read it without a footer.
+    pub fn begin_log(&self, number: u64) {
+        self.growing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(number);
+    }
+
+    /// Blob log `number` has its footer: the next read opens it as sealed.
+    pub fn seal_log(&self, number: u64) {
+        self.growing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&number);
+        self.evict(number);
     }
 
     pub fn file(&self, number: u64) -> Result<Arc<BlobFile>> {
@@ -360,15 +468,24 @@ impl BlobCache {
         {
             return Ok(f.clone());
         }
+        self.open(number)
+    }
+
+    fn open(&self, number: u64) -> Result<Arc<BlobFile>> {
         let path = blob_file_name(&self.dir, number);
-        let f = Arc::new(
-            BlobFile::open(self.env.as_ref(), path.clone()).map_err(|e| match e {
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                    Error::corruption(&path, 0, "live blob file is missing")
-                }
-                other => other,
-            })?,
-        );
+        let mut f = BlobFile::open(self.env.as_ref(), path.clone()).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::corruption(&path, 0, "live blob file is missing")
+            }
+            other => other,
+        })?;
+        f.sealed = !self.all_growing
+            && !self
+                .growing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&number);
+        let f = Arc::new(f);
         self.files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -376,10 +493,20 @@ impl BlobCache {
         Ok(f)
     }
 
+    /// The file `r` names, opened again if it is a growing blob log that
+    /// has grown past `r` since this cache last opened it.
+    fn file_for(&self, r: &BlobRef) -> Result<Arc<BlobFile>> {
+        let f = self.file(r.file)?;
+        if f.behind(r) {
+            return self.open(r.file);
+        }
+        Ok(f)
+    }
+
     /// The value a `BlobIndex` entry of `key` names.
     pub fn get(&self, key: &[u8], reference: &[u8]) -> Result<Vec<u8>> {
         let r = decode_ref(&self.dir, reference)?;
-        self.file(r.file)?.read(&r, key)
+        self.file_for(&r)?.read(&r, key)
     }
 
     pub fn evict(&self, number: u64) {
@@ -424,13 +551,13 @@ impl BlobPrefetcher {
 
     pub fn get(&mut self, key: &[u8], reference: &[u8]) -> Result<Vec<u8>> {
         let r = decode_ref(&self.cache.dir, reference)?;
-        let f = self.cache.file(r.file)?;
+        let f = self.cache.file_for(&r)?;
         let inside = r.file == self.file
             && r.offset >= self.start
             && r.offset + r.size <= self.start + self.buf.len() as u64;
         if !inside {
             f.check_bounds(r.offset, r.size)?;
-            let end = (f.file.len() - FOOTER_SIZE).min(r.offset + self.window.max(1) as u64);
+            let end = f.records_end().min(r.offset + self.window.max(1) as u64);
             let len = (end.max(r.offset + r.size) - r.offset) as usize;
             self.buf = f.file.read_at(r.offset, len)?;
             self.file = r.file;
@@ -439,6 +566,76 @@ impl BlobPrefetcher {
         let at = (r.offset - self.start) as usize;
         BlobFile::value_of(&f.path, &r, &self.buf[at..at + r.size as usize], key)
     }
+}
+
+/// Whether `batch` holds a put of at least `min` bytes (0: none does).
+pub fn has_large_values(batch: &WriteBatch, min: usize) -> bool {
+    min > 0
+        && batch
+            .iter()
+            .any(|e| matches!(e, Ok(BatchEntry::Put(_, v)) if v.len() >= min))
+}
+
+/// `batch` with each value of at least `min` bytes appended to `log` and
+/// replaced by its reference (the WAL record of a blob-log write).
+pub fn divert_large_values(
+    batch: &WriteBatch,
+    min: usize,
+    log: &mut BlobWriter,
+) -> Result<WriteBatch> {
+    let mut out = WriteBatch::new();
+    for e in batch.iter() {
+        match e.map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))? {
+            BatchEntry::Put(k, v) if v.len() >= min => {
+                let r = log.add(k, v)?;
+                out.put_blob_ref(k, &r.encode());
+            }
+            BatchEntry::Put(k, v) => out.put(k, v),
+            BatchEntry::Delete(k) => out.delete(k),
+            BatchEntry::DeleteRange(s, e) => out.delete_range(s, e),
+            BatchEntry::BlobRef(k, r) => out.put_blob_ref(k, r),
+        }
+    }
+    out.set_sequence(batch.sequence());
+    Ok(out)
+}
+
+/// Why a WAL record's batch could not be replayed.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// The batch itself is malformed.
+    Batch(String),
+    /// A value it names in a blob log cannot be read.
+    Blob(Error),
+}
+
+/// `batch` with every blob-log reference replaced by its value, read back
+/// (CRC and key checked) through `cache`; the same batch if it has none.
+pub fn resolve_blob_refs(
+    batch: WriteBatch,
+    cache: &BlobCache,
+) -> std::result::Result<WriteBatch, ResolveError> {
+    let mut any = false;
+    for e in batch.iter() {
+        any |= matches!(e.map_err(ResolveError::Batch)?, BatchEntry::BlobRef(..));
+    }
+    if !any {
+        return Ok(batch);
+    }
+    let mut out = WriteBatch::new();
+    for e in batch.iter() {
+        match e.map_err(ResolveError::Batch)? {
+            BatchEntry::Put(k, v) => out.put(k, v),
+            BatchEntry::Delete(k) => out.delete(k),
+            BatchEntry::DeleteRange(s, e) => out.delete_range(s, e),
+            BatchEntry::BlobRef(k, r) => {
+                let v = cache.get(k, r).map_err(ResolveError::Blob)?;
+                out.put(k, &v);
+            }
+        }
+    }
+    out.set_sequence(batch.sequence());
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@
 //!   later write fails rather than land behind a damaged record
 //!   (rocksdb#6316); the next open starts a fresh WAL and MANIFEST.
 
-use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
+use super::blob::{
+    divert_large_values, has_large_values, resolve_blob_refs, BlobCache, BlobFileMeta,
+    BlobPrefetcher, BlobWriter, ResolveError,
+};
 use super::cache::BlockCache;
 use super::compaction::{self, Compaction, MergeContext};
 use super::db_iter::DbIterator;
@@ -61,6 +64,9 @@ const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Zeros a WAL keeps written past its end so that most fsyncs of it need
 /// not change its size (see `WritableFile::set_sync_headroom`).
 const WAL_SYNC_HEADROOM: u64 = 64 << 10;
+
+/// A blob log's writeback is started every this many bytes.
+const BLOB_WRITEBACK: u64 = 1 << 20;
 
 /// How long the background thread waits before retrying a flush or
 /// compaction that found the disk full.
@@ -248,8 +254,18 @@ struct State {
     /// A compaction hit corrupt input; stop compacting, keep serving.
     compaction_paused: bool,
     compaction_needed: bool,
-    /// Table numbers being written, not yet in any Version.
+    /// Table numbers being written, not yet in any Version (and blob logs
+    /// until the flush edit naming them).
     pending_outputs: HashSet<u64>,
+    /// The blob log of `imm` (see `blob`): synced at the switch, sealed
+    /// and named by its flush.
+    imm_blob: Option<ImmBlob>,
+}
+
+/// The blob log of the immutable memtable.
+enum ImmBlob {
+    Open(BlobWriter),
+    Sealed(BlobFileMeta),
 }
 
 struct Pending {
@@ -277,6 +293,9 @@ struct Shared {
     writers: Mutex<WriteQueue>,
     writers_cv: Condvar,
     log: Mutex<Option<LogWriter>>,
+    /// The blob log of `mem`, created at its first large value. Lock order:
+    /// `state`, then `blob_log`, then `log`.
+    blob_log: Mutex<Option<BlobWriter>>,
     versions: Mutex<VersionSet>,
     /// Serialises flushes and compactions (every change of the file set).
     version_lock: Mutex<()>,
@@ -335,6 +354,16 @@ impl Handle {
             let _st = lock(&self.shared.state);
             self.shared.shutting_down.store(true, Ordering::Release);
         }
+        // The blob log first: a synced WAL record never names unsynced blob bytes.
+        if let Ok(mut b) = self.shared.blob_log.lock() {
+            if let Some(w) = b.as_mut() {
+                if let Err(e) = w.sync() {
+                    log::warn!("closing: blob log sync failed: {e}");
+                    b.take();
+                    self.shared.log.lock().map(|mut l| l.take()).ok();
+                }
+            }
+        }
         if let Ok(mut log) = self.shared.log.lock() {
             if let Some(w) = log.as_mut() {
                 if let Err(e) = w.sync() {
@@ -382,8 +411,10 @@ fn errno_error(context: String, errno: i32) -> Error {
 }
 
 /// Delete tables and blob files no Version names, and temp files (at open,
-/// before anything is written).
-fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
+/// before anything is written). Blob files numbered from `logs_from` on
+/// may be blob logs of the WALs about to be replayed: they stay until the
+/// replay is done (see `blob`).
+fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>, logs_from: u64) {
     let names = match env.list_dir(dir) {
         Ok(n) => n,
         Err(e) => {
@@ -393,7 +424,8 @@ fn remove_stray_tables(env: &dyn Env, dir: &Path, live: &HashSet<u64>) {
     };
     for name in names {
         let stray = match parse_file_name(&name) {
-            Some(FileType::Table(n) | FileType::Blob(n)) => !live.contains(&n),
+            Some(FileType::Table(n)) => !live.contains(&n),
+            Some(FileType::Blob(n)) => !live.contains(&n) && n < logs_from,
             Some(FileType::Temp) => true,
             _ => false,
         };
@@ -459,7 +491,11 @@ impl Db {
             if !opts.read_only {
                 // A disk that filled up mid-flush may hold half-written
                 // tables: free them before the replay below needs room.
-                remove_stray_tables(env.as_ref(), dir, &versions.live_files());
+                let logs_from = match versions.prev_log_number {
+                    0 => versions.log_number,
+                    p => p.min(versions.log_number),
+                };
+                remove_stray_tables(env.as_ref(), dir, &versions.live_files(), logs_from);
             }
             log::debug!(
                 "recovered {} edits from {}",
@@ -533,6 +569,7 @@ impl Db {
             compaction_paused: false,
             compaction_needed: false,
             pending_outputs: HashSet::new(),
+            imm_blob: None,
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -543,6 +580,7 @@ impl Db {
             writers: Mutex::new(WriteQueue::default()),
             writers_cv: Condvar::new(),
             log: Mutex::new(log_writer),
+            blob_log: Mutex::new(None),
             versions: Mutex::new(versions),
             version_lock: Mutex::new(()),
             tables,
@@ -591,8 +629,15 @@ impl Db {
         edit: &mut VersionEdit,
         max_seq: &mut SequenceNumber,
     ) -> Result<Arc<MemTable>> {
-        let mut logs: Vec<u64> = env
-            .list_dir(dir)?
+        let names = env.list_dir(dir)?;
+        // A blob log is numbered after its WAL, and no edit may have
+        // recorded its number yet: never hand that number out again.
+        for n in &names {
+            if let Some(FileType::Blob(b)) = parse_file_name(n) {
+                versions.mark_file_number_used(b);
+            }
+        }
+        let mut logs: Vec<u64> = names
             .iter()
             .filter_map(|n| match parse_file_name(n) {
                 Some(FileType::Log(n))
@@ -607,6 +652,10 @@ impl Db {
         // The persistent snapshots are known by now: the replay keeps what they see.
         let stripes = Stripes::new(versions.snapshots.values().map(|s| s.sequence), u64::MAX);
         let mut mem = Arc::new(MemTable::new());
+        // Values the WALs hold as references into blob logs are read back.
+        let blob_logs = BlobCache::for_replay(env.clone(), dir.to_path_buf());
+        // A record naming blob bytes that are not there: where, and why.
+        let mut torn_blob: Option<Error> = None;
         for number in logs {
             versions.mark_file_number_used(number);
             let path = log_file_name(dir, number);
@@ -615,8 +664,29 @@ impl Db {
             let mut batches = 0u64;
             while let Some(rec) = reader.read_record()? {
                 let offset = reader.last_record_offset();
+                if let Some(e) = torn_blob.take() {
+                    // Records after it: the switch to this WAL synced the
+                    // blob log, so those bytes were durable once.
+                    return Err(e);
+                }
                 let batch =
                     WriteBatch::from_data(rec).map_err(|m| Error::corruption(&path, offset, m))?;
+                let batch = match resolve_blob_refs(batch, &blob_logs) {
+                    Ok(b) => b,
+                    Err(ResolveError::Batch(m)) => return Err(Error::corruption(&path, offset, m)),
+                    // Only an unsynced write loses its blob bytes (a sync
+                    // covers the blob log first, a switch of WAL syncs the
+                    // old blob log and WAL before the new WAL takes a
+                    // record): a torn tail, if no WAL record follows.
+                    Err(ResolveError::Blob(e)) => {
+                        log::warn!(
+                            "{}: the record at offset {offset} names blob bytes that were never synced ({e}); recovered the {batches} records before it",
+                            path.display()
+                        );
+                        torn_blob = Some(e);
+                        break;
+                    }
+                };
                 batch
                     .insert_into(&mem)
                     .map_err(|m| Error::corruption(&path, offset, m))?;
@@ -1112,6 +1182,7 @@ pub(crate) fn write_level0_table(
     let mut last_seq = u64::MAX;
     let mut first = true;
     let mut blob: Option<BlobWriter> = None;
+    let mut garbage: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     while it.valid() {
         let key = it.key();
         let (ukey, seq) = match parse_internal_key(key) {
@@ -1129,9 +1200,24 @@ pub(crate) fn write_level0_table(
         }
         last_seq = seq;
         first = false;
+        let is_ref = parse_internal_key(key).is_some_and(|p| p.value_type == ValueType::BlobIndex);
+        if shadowed && is_ref {
+            // A blob-log record nothing will reference.
+            match super::blob::decode_ref(dir, it.value()) {
+                Ok(r) => {
+                    let g = garbage.entry(r.file).or_default();
+                    g.0 += 1;
+                    g.1 += r.size;
+                }
+                Err(e) => {
+                    builder.abandon();
+                    return Err(e);
+                }
+            }
+        }
         if !shadowed {
             let value = it.value();
-            let added = if opts.min_blob_size > 0 && value.len() >= opts.min_blob_size {
+            let added = if !is_ref && opts.min_blob_size > 0 && value.len() >= opts.min_blob_size {
                 (|| {
                     if blob.is_none() {
                         blob = Some(BlobWriter::create(env.as_ref(), dir, blob_number)?);
@@ -1161,7 +1247,11 @@ pub(crate) fn write_level0_table(
         None => None,
     };
     let table = compaction::finish_output(number, builder)?;
-    Ok(Some(Level0Output { table, blob }))
+    Ok(Some(Level0Output {
+        table,
+        blob,
+        garbage,
+    }))
 }
 
 /// Record dropped blob references in `edit`, and delete (in the same edit)
@@ -1185,6 +1275,8 @@ fn add_blob_garbage(
 pub(crate) struct Level0Output {
     pub(crate) table: FileMetaData,
     pub(crate) blob: Option<BlobFileMeta>,
+    /// Blob-log records of the memtable that it dropped: file → (records, bytes).
+    pub(crate) garbage: BTreeMap<u64, (u64, u64)>,
 }
 
 fn add_level0_output(edit: &mut VersionEdit, out: Option<Level0Output>) {
@@ -1209,6 +1301,7 @@ impl Shared {
             match m.get(key, seq) {
                 Some((s, _)) if s < cover => return Ok(None),
                 Some((_, MemGet::Value(v))) => return Ok(Some(v)),
+                Some((_, MemGet::Blob(r))) => return self.blobs.get(key, &r).map(Some),
                 Some((_, MemGet::Deleted)) => return Ok(None),
                 None => {}
             }
@@ -1333,6 +1426,9 @@ impl Shared {
         if count > 0 {
             batch.set_sequence(seq);
         }
+        let user_bytes = batch.approximate_size() as u64;
+        let diverted = self.write_blob_log(batch, count > 0, sync)?;
+        let batch: &WriteBatch = diverted.as_ref().unwrap_or(batch);
         {
             let mut log = lock(&self.log);
             let Some(w) = log.as_mut() else {
@@ -1362,12 +1458,64 @@ impl Shared {
                 .map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))?;
             self.visible_seq.store(seq + count - 1, Ordering::Release);
             add(&self.counters.writes, count);
-            add(
-                &self.counters.user_bytes_written,
-                batch.approximate_size() as u64,
-            );
+            add(&self.counters.user_bytes_written, user_bytes);
         }
         Ok(())
+    }
+
+    /// Append the large values of `batch` (if `any` entries) to the blob
+    /// log, handed to the OS, and fsync it if `sync`: before the WAL record
+    /// that names them (see `blob`). Returns the batch to log in their
+    /// place, if it changed. Caller is the write leader.
+    fn write_blob_log(
+        &self,
+        batch: &WriteBatch,
+        any: bool,
+        sync: bool,
+    ) -> Result<Option<WriteBatch>> {
+        let min = self.opts.min_blob_size;
+        let divert = any && has_large_values(batch, min);
+        if divert && lock(&self.blob_log).is_none() {
+            let n = lock(&self.versions).new_file_number();
+            lock(&self.state).pending_outputs.insert(n);
+            self.blobs.begin_log(n);
+            log::debug!("blob log {n:06}.blob started");
+            // Its directory entry is durable before a synced WAL record names it.
+            let w = BlobWriter::create(self.env.as_ref(), &self.dir, n)
+                .and_then(|w| self.env.sync_dir(&self.dir).map(|()| w))
+                .map_err(|e| self.set_bg_error(e))?;
+            *lock(&self.blob_log) = Some(w);
+        }
+        let mut blog = lock(&self.blob_log);
+        let Some(w) = blog.as_mut() else {
+            return Ok(None);
+        };
+        let before = w.len();
+        let r = (|| {
+            let out = if divert {
+                let b = divert_large_values(batch, min, w)?;
+                w.flush()?;
+                Some(b)
+            } else {
+                None
+            };
+            if sync {
+                w.sync()?;
+            }
+            Ok(out)
+        })();
+        add(&self.counters.bytes_blob_written, w.len() - before);
+        // Every BLOB_WRITEBACK bytes, start their writeback (RocksDB's
+        // bytes_per_sync): the fsync at the memtable switch, in the
+        // writer's path, then finds them on disk instead of writing 32 MiB.
+        if r.is_ok() && w.len() / BLOB_WRITEBACK != before / BLOB_WRITEBACK {
+            w.start_writeback();
+        }
+        r.map_err(|e| {
+            // Never append behind a record that may be damaged.
+            *blog = None;
+            self.set_bg_error(e)
+        })
     }
 
     fn set_bg_error(&self, e: Error) -> Error {
@@ -1427,7 +1575,9 @@ impl Shared {
                 st = lock(&self.state);
                 continue;
             }
-            if !force && st.mem.approximate_memory_usage() <= self.opts.write_buffer_size {
+            let blob_log = lock(&self.blob_log).as_ref().map_or(0, |b| b.len()) as usize;
+            if !force && st.mem.approximate_memory_usage() + blob_log <= self.opts.write_buffer_size
+            {
                 return Ok(st.mem.clone());
             }
             if force && st.mem.is_empty() {
@@ -1467,6 +1617,16 @@ impl Shared {
             if let Err(e) = self.env.sync_dir(&self.dir) {
                 drop(st);
                 return Err(self.set_bg_error(e));
+            }
+            // The old blob log is synced before the old WAL, whose
+            // records name it; it goes with the memtable to its flush.
+            if let Some(mut b) = lock(&self.blob_log).take() {
+                if let Err(e) = b.sync() {
+                    *lock(&self.log) = None;
+                    drop(st);
+                    return Err(self.set_bg_error(e));
+                }
+                st.imm_blob = Some(ImmBlob::Open(b));
             }
             {
                 let mut log = lock(&self.log);
@@ -1594,6 +1754,7 @@ impl Shared {
                 None => return Ok(()),
             }
         };
+        let blob_log = self.seal_imm_blob()?;
         let numbers = {
             let mut vs = lock(&self.versions);
             (vs.new_file_number(), vs.new_file_number())
@@ -1618,14 +1779,26 @@ impl Shared {
                 }
                 Ok(out)
             });
-            let out = built.inspect_err(|_| self.discard_outputs(&[numbers.0, numbers.1]))?;
+            let mut out = built.inspect_err(|_| self.discard_outputs(&[numbers.0, numbers.1]))?;
             let mut edit = VersionEdit::default();
-            if let Some(o) = &out {
+            if let Some(o) = &mut out {
                 add(&self.counters.bytes_flushed, o.table.file_size);
                 add(
                     &self.counters.bytes_blob_written,
                     o.blob.as_ref().map_or(0, |b| b.file_size),
                 );
+                // The blob log joins the Version with what the flush
+                // dropped of it already counted as garbage.
+                if let Some(mut b) = blob_log.clone() {
+                    if let Some((r, n)) = o.garbage.remove(&b.number) {
+                        b.garbage_records += r;
+                        b.garbage_bytes += n;
+                    }
+                    if !b.all_garbage() {
+                        edit.new_blobs.push(b);
+                    }
+                }
+                add_blob_garbage(&mut edit, &lock(&self.versions).current(), &o.garbage);
             }
             add_level0_output(&mut edit, out);
             edit.log_number = Some(log_number);
@@ -1640,12 +1813,43 @@ impl Shared {
         let v = result?;
         st.current = v;
         st.imm = None;
+        st.imm_blob = None;
+        if let Some(b) = &blob_log {
+            st.pending_outputs.remove(&b.number);
+        }
         drop(st);
         add(&self.counters.num_flushes, 1);
         self.update_compaction_needed();
         self.bg_cv.notify_all();
         self.remove_obsolete_files(false);
         Ok(())
+    }
+
+    /// Write the footer of the immutable memtable's blob log and fsync it
+    /// (once: a retried flush finds it sealed). A failure is sticky: the
+    /// file's end is unknown, and the WALs still hold what it holds.
+    fn seal_imm_blob(&self) -> Result<Option<BlobFileMeta>> {
+        let open = {
+            let mut st = lock(&self.state);
+            match st.imm_blob.take() {
+                None => return Ok(None),
+                Some(ImmBlob::Sealed(m)) => {
+                    st.imm_blob = Some(ImmBlob::Sealed(m.clone()));
+                    return Ok(Some(m));
+                }
+                Some(ImmBlob::Open(w)) => w,
+            }
+        };
+        let n = open.number();
+        let before = open.len();
+        let meta = open.finish().map_err(|e| self.set_bg_error(e))?;
+        add(&self.counters.bytes_blob_written, meta.file_size - before);
+        self.env
+            .sync_dir(&self.dir)
+            .map_err(|e| self.set_bg_error(e))?;
+        self.blobs.seal_log(n);
+        lock(&self.state).imm_blob = Some(ImmBlob::Sealed(meta.clone()));
+        Ok(Some(meta))
     }
 
     /// Run one compaction chosen against `version`. Caller holds `version_lock`.
@@ -1778,7 +1982,23 @@ impl Shared {
 
     /// Delete files no durable Version needs: WALs older than the MANIFEST's
     /// log number, tables no live Version names, old MANIFESTs, temp files.
+    ///
+    /// The listing comes first, then the pending numbers, then the live
+    /// ones: a writer registers a blob log's number as pending before it
+    /// creates the file, and a flush installs the Version naming it before
+    /// it stops being pending, so a file listed is always in one of them.
     fn remove_obsolete_files(&self, at_open: bool) {
+        let names = match self.env.list_dir(&self.dir) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("listing {}: {e}", self.dir.display());
+                return;
+            }
+        };
+        let (pending, mem_log) = {
+            let st = lock(&self.state);
+            (st.pending_outputs.clone(), st.log_number)
+        };
         let (live, log_number, prev_log, manifest_number) = {
             let mut vs = lock(&self.versions);
             (
@@ -1787,17 +2007,6 @@ impl Shared {
                 vs.prev_log_number,
                 vs.manifest_number,
             )
-        };
-        let (pending, mem_log) = {
-            let st = lock(&self.state);
-            (st.pending_outputs.clone(), st.log_number)
-        };
-        let names = match self.env.list_dir(&self.dir) {
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("listing {}: {e}", self.dir.display());
-                return;
-            }
         };
         for name in names {
             let keep = match parse_file_name(&name) {

@@ -32,6 +32,11 @@ pub trait WritableFile: Send {
     /// fsync'd append instead of two. Only for logs, whose reader takes a
     /// zero tail as their end. Best effort; the default does nothing.
     fn set_sync_headroom(&mut self, _bytes: u64) {}
+    /// Start writing back what was handed to the OS, without waiting
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later `sync`
+    /// of a big file finds most of it on disk already. No durability
+    /// promise. Best effort; the default does nothing.
+    fn start_writeback(&mut self) {}
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -27,6 +27,8 @@ const PREFETCH: usize = 128;
 #[derive(Debug, PartialEq, Eq)]
 pub enum MemGet {
     Value(Vec<u8>),
+    /// A reference into a blob log (see `blob`).
+    Blob(Vec<u8>),
     Deleted,
 }
 
@@ -120,8 +122,8 @@ impl MemTable {
         Some((
             p.sequence,
             match p.value_type {
-                // (Blob references exist in tables only.)
-                ValueType::Value | ValueType::BlobIndex => MemGet::Value(v.clone()),
+                ValueType::Value => MemGet::Value(v.clone()),
+                ValueType::BlobIndex => MemGet::Blob(v.clone()),
                 ValueType::Deletion | ValueType::RangeDeletion => MemGet::Deleted,
             },
         ))

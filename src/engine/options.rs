@@ -43,8 +43,9 @@ pub struct Options {
     /// `stats`): the WALs are replayed into memory only, no file is
     /// created or deleted, and writes are refused.
     pub read_only: bool,
-    /// Values of at least this many bytes are written to blob files at
-    /// flush, the tables keeping a reference (0: never). See `blob`.
+    /// Values of at least this many bytes go to the blob log beside the
+    /// WAL (written once; the WAL and the tables keep a reference), and
+    /// those of a replayed WAL to a blob file at flush (0: never). See `blob`.
     pub min_blob_size: usize,
     /// Take the tree-shaping fields (memtable size, level budget, table
     /// size, L0 trigger) from the directory's `OPTIONS` file, as its last

@@ -199,6 +199,23 @@ impl WritableFile for PosixWritable {
         self.headroom = bytes;
     }
 
+    fn start_writeback(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        // SAFETY: sync_file_range on a valid, owned descriptor; whole file.
+        let rc = unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if rc != 0 {
+            log::debug!(
+                "{}: sync_file_range: {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
     fn len(&self) -> u64 {
         self.len
     }

@@ -39,7 +39,7 @@
 //! has since dropped from the bottom level comes back to life. Only a WAL
 //! left behind by a crash between a flush and the next open can do that.
 
-use super::blob::{decode_ref, BlobFile, BlobFileMeta};
+use super::blob::{decode_ref, resolve_blob_refs, BlobCache, BlobFile, BlobFileMeta, ResolveError};
 use super::dbformat::{compare_internal, parse_internal_key, ValueType, MAX_SEQUENCE};
 use super::env::Env;
 use super::error::{Error, Result};
@@ -502,6 +502,7 @@ impl Repairer {
         let name = format!("{number:06}.log");
         let data = self.env.read_all(&path)?;
         let mut reader = LogReader::new(path.clone(), data);
+        let blob_logs = BlobCache::for_replay(self.env.clone(), self.dir.clone());
         let mem = Arc::new(MemTable::new());
         let (mut records, mut entries) = (0u64, 0u64);
         let mut damage: Option<String> = None;
@@ -540,7 +541,14 @@ impl Repairer {
                 }
             };
             let offset = reader.last_record_offset();
+            // Values in blob logs are read back (a blob log is no Version
+            // member: what its WAL names of it moves into the new table's
+            // blob file).
             let applied = WriteBatch::from_data(rec).and_then(|b| {
+                let b = resolve_blob_refs(b, &blob_logs).map_err(|e| match e {
+                    ResolveError::Batch(m) => m,
+                    ResolveError::Blob(e) => e.to_string(),
+                })?;
                 b.insert_into(&mem)?;
                 Ok(b)
             });

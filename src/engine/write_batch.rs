@@ -8,12 +8,15 @@
 //! record := 0x01 varint32(klen) key varint32(vlen) value   (put)
 //!         | 0x00 varint32(klen) key                          (delete)
 //!         | 0x02 varint32(slen) start varint32(elen) end      (delete range)
+//!         | 0x03 varint32(klen) key varint32(rlen) reference  (put, value in a blob log)
 //! ```
 //!
 //! Entry i gets sequence number `sequence + i`, so a range deletion hides
 //! the batch's own earlier entries in its range and none of its later ones.
 //! Tag 2 is new with range deletions: a WAL of an older build has none,
-//! and replays as before.
+//! and replays as before. Tag 3 is new with blob logs (see `blob`): the
+//! value of a large put went to the blob log beside the WAL and the record
+//! carries its reference; replay reads the value back from there.
 
 use super::coding::{put_length_prefixed, Decoder};
 use super::dbformat::{ValueType, MAX_SEQUENCE};
@@ -33,6 +36,8 @@ pub enum BatchEntry<'a> {
     Delete(&'a [u8]),
     /// Every key in `[start, end)`.
     DeleteRange(&'a [u8], &'a [u8]),
+    /// A put whose value is in a blob file: key, encoded `BlobRef`.
+    BlobRef(&'a [u8], &'a [u8]),
 }
 
 impl Default for WriteBatch {
@@ -59,6 +64,14 @@ impl WriteBatch {
         self.set_count(self.count() + 1);
         self.rep.push(ValueType::Deletion as u8);
         put_length_prefixed(&mut self.rep, key);
+    }
+
+    /// A put of `key` whose value is the blob record `reference` names.
+    pub fn put_blob_ref(&mut self, key: &[u8], reference: &[u8]) {
+        self.set_count(self.count() + 1);
+        self.rep.push(ValueType::BlobIndex as u8);
+        put_length_prefixed(&mut self.rep, key);
+        put_length_prefixed(&mut self.rep, reference);
     }
 
     /// Delete every key `k` with `start <= k < end`.
@@ -152,6 +165,7 @@ impl WriteBatch {
                 BatchEntry::Put(k, v) => entries.push((seq, ValueType::Value, k, v)),
                 BatchEntry::Delete(k) => entries.push((seq, ValueType::Deletion, k, &[][..])),
                 BatchEntry::DeleteRange(s, e) => ranges.push(RangeTombstone::new(s, e, seq)),
+                BatchEntry::BlobRef(k, r) => entries.push((seq, ValueType::BlobIndex, k, r)),
             }
             n += 1;
         }
@@ -187,6 +201,7 @@ impl<'a> Iterator for BatchIter<'a> {
                 1 => Some(Ok(BatchEntry::Put(key, self.d.length_prefixed()?))),
                 0 => Some(Ok(BatchEntry::Delete(key))),
                 2 => Some(Ok(BatchEntry::DeleteRange(key, self.d.length_prefixed()?))),
+                3 => Some(Ok(BatchEntry::BlobRef(key, self.d.length_prefixed()?))),
                 t => Some(Err(format!("unknown write batch tag {t} at byte {at}"))),
             }
         })();

@@ -445,6 +445,13 @@ fn wal(file: &Path, shown: Shown) -> Result<(), String> {
                             describe(s, None, raw),
                             describe(e, None, raw)
                         ),
+                        Ok(BatchEntry::BlobRef(k, r)) => {
+                            let at = crate::engine::blob::BlobRef::decode(r).map_or_else(
+                                || format!("<malformed reference of {} bytes>", r.len()),
+                                |r| format!("{:06}.blob @{} ({} bytes)", r.file, r.offset, r.size),
+                            );
+                            println!("  put {} -> blob log {at}", describe(k, None, raw))
+                        }
                         Err(m) => println!("  <{m}>"),
                     }
                 }
