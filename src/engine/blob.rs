@@ -442,6 +442,16 @@ impl BlobCache {
         }
     }
 
+    /// The files read through this cache so far.
+    pub fn opened(&self) -> HashSet<u64> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Blob file `number` is a blob log being written: read it without a footer.
     pub fn begin_log(&self, number: u64) {
         self.growing

@@ -35,6 +35,19 @@
 //! slowdown behind it) stays bounded; the rest waits for the next pass.
 //! It runs on the background thread only: writers and readers never wait
 //! for it.
+//!
+//! Compactions run when a level is over its budget, and after a big delete
+//! none may be: the tables hold small references, the range deletion sits
+//! in the memtable. So when writes pause (`db`'s `RECLAIM_IDLE`) and no
+//! compaction is due, the background thread reclaims on its own, one
+//! bounded step at a time, a flush always first: it switches a memtable
+//! holding range deletions, compacts each table holding some down to the
+//! bottom (where they go, with what they delete — the references dropped
+//! count as garbage, the blob files all garbage are deleted), and while
+//! blob files are at least `BLOB_GC_RATIO` garbage it makes a pass over
+//! the tables, merging each one down (the bottom level's in place), which
+//! relocates the live records they reference. A pass that ends with the
+//! same garbage it started with is not repeated until something changes.
 
 use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
 use super::db::SCAN_READ_AHEAD;

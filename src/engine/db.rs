@@ -65,6 +65,12 @@ const MAX_GROUP_BYTES: usize = 1 << 20;
 /// not change its size (see `WritableFile::set_sync_headroom`).
 const WAL_SYNC_HEADROOM: u64 = 64 << 10;
 
+/// How long writes must pause before the background thread reclaims
+/// space on its own (see `Shared::reclaim_step`).
+const RECLAIM_IDLE: Duration = Duration::from_millis(500);
+/// The pause between two steps of a GC pass (writes go first).
+const RECLAIM_STEP_PAUSE: Duration = Duration::from_millis(20);
+
 /// A blob log's writeback is started every this many bytes.
 const BLOB_WRITEBACK: u64 = 1 << 20;
 
@@ -260,6 +266,15 @@ struct State {
     /// The blob log of `imm` (see `blob`): synced at the switch, sealed
     /// and named by its flush.
     imm_blob: Option<ImmBlob>,
+    /// Idle reclaim (`reclaim_step`): the sequence it last found nothing
+    /// to do at; the running GC pass (tables numbered below this are
+    /// still to go); the GC candidates (file, garbage bytes) the last pass
+    /// ended with, so a pass that could do no more is not repeated.
+    reclaim_checked_seq: SequenceNumber,
+    /// The last reclaim step did something: the next follows shortly.
+    reclaiming: bool,
+    gc_pass: Option<u64>,
+    gc_last: Vec<(u64, u64)>,
 }
 
 /// The blob log of the immutable memtable.
@@ -305,6 +320,8 @@ struct Shared {
     /// Highest sequence number whose batch is fully in the memtable.
     visible_seq: AtomicU64,
     snapshots: Mutex<BTreeMap<SequenceNumber, usize>>,
+    /// The blob logs the WALs replayed at open referenced.
+    wal_blob_logs: HashSet<u64>,
     shutting_down: AtomicBool,
     counters: Counters,
 }
@@ -536,7 +553,7 @@ impl Db {
         }
         let mut edit = VersionEdit::default();
         let mut max_seq = versions.last_sequence;
-        let recovered_mem =
+        let (recovered_mem, wal_blob_logs) =
             Self::replay_logs(dir, &opts, &env, &mut versions, &mut edit, &mut max_seq)?;
         versions.last_sequence = max_seq;
         let (mem, log_writer, log_number, current) = if opts.read_only {
@@ -570,6 +587,10 @@ impl Db {
             compaction_needed: false,
             pending_outputs: HashSet::new(),
             imm_blob: None,
+            reclaim_checked_seq: u64::MAX,
+            reclaiming: false,
+            gc_pass: None,
+            gc_last: Vec::new(),
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -588,6 +609,7 @@ impl Db {
             block_cache,
             visible_seq: AtomicU64::new(max_seq),
             snapshots: Mutex::new(BTreeMap::new()),
+            wal_blob_logs,
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -628,7 +650,7 @@ impl Db {
         versions: &mut VersionSet,
         edit: &mut VersionEdit,
         max_seq: &mut SequenceNumber,
-    ) -> Result<Arc<MemTable>> {
+    ) -> Result<(Arc<MemTable>, HashSet<u64>)> {
         let names = env.list_dir(dir)?;
         // A blob log is numbered after its WAL, and no edit may have
         // recorded its number yet: never hand that number out again.
@@ -711,8 +733,9 @@ impl Db {
                 log::debug!("{}: replayed {batches} records", path.display());
             }
         }
+        let read = blob_logs.opened();
         if opts.read_only {
-            return Ok(mem);
+            return Ok((mem, read));
         }
         if !mem.is_empty() {
             let numbers = (versions.new_file_number(), versions.new_file_number());
@@ -722,7 +745,7 @@ impl Db {
         if !edit.new_files.is_empty() {
             env.sync_dir(dir)?;
         }
-        Ok(Arc::new(MemTable::new()))
+        Ok((Arc::new(MemTable::new()), read))
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -1079,6 +1102,12 @@ impl Db {
     /// The live set of tables (for `check` and `inspect`).
     pub fn current_version(&self) -> Arc<Version> {
         lock(&self.handle.shared.state).current.clone()
+    }
+
+    /// The blob logs (see `blob`) that the WALs replayed at open hold
+    /// values in: not Version members, not garbage either (for `check`).
+    pub fn wal_blob_logs(&self) -> &HashSet<u64> {
+        &self.handle.shared.wal_blob_logs
     }
 
     /// The open blob files (for `check`, which reads every reference).
@@ -1601,55 +1630,167 @@ impl Shared {
                     .unwrap_or_else(|p| p.into_inner().0);
                 continue;
             }
-            let number = lock(&self.versions).new_file_number();
-            let path = log_file_name(&self.dir, number);
-            let file = match create_wal(self.env.as_ref(), &path) {
-                Ok(f) => f,
-                Err(e) => {
-                    drop(st);
-                    return Err(self.set_bg_error(e));
-                }
-            };
-            // The new log's directory entry must be durable before a synced
-            // write in it is acknowledged; and the old log is synced now so a
-            // later fsync of the new log never makes a batch durable while
-            // an earlier one (in the old log) is not: recovery is a prefix.
-            if let Err(e) = self.env.sync_dir(&self.dir) {
+            if let Err(e) = self.switch_memtable(&mut st) {
                 drop(st);
                 return Err(self.set_bg_error(e));
             }
-            // The old blob log is synced before the old WAL, whose
-            // records name it; it goes with the memtable to its flush.
-            if let Some(mut b) = lock(&self.blob_log).take() {
-                if let Err(e) = b.sync() {
-                    *lock(&self.log) = None;
-                    drop(st);
-                    return Err(self.set_bg_error(e));
-                }
-                st.imm_blob = Some(ImmBlob::Open(b));
-            }
-            {
-                let mut log = lock(&self.log);
-                if let Some(old) = log.as_mut() {
-                    if let Err(e) = old.sync() {
-                        *log = None;
-                        drop(log);
-                        drop(st);
-                        return Err(self.set_bg_error(e));
-                    }
-                }
-                *log = Some(LogWriter::new(file));
-            }
-            let full = std::mem::replace(&mut st.mem, Arc::new(MemTable::new()));
-            st.imm = Some(full);
-            st.log_number = number;
             force = false;
-            self.bg_cv.notify_all();
         }
+    }
+
+    /// Make `mem` the immutable memtable, with a new WAL (and, at the
+    /// first large value, a new blob log) for the next one. Caller is the
+    /// write leader, and checked that `imm` is empty; an error is for
+    /// `set_bg_error` (called by the caller once `st` is released).
+    fn switch_memtable(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
+        let number = lock(&self.versions).new_file_number();
+        let path = log_file_name(&self.dir, number);
+        let file = create_wal(self.env.as_ref(), &path)?;
+        // The new log's directory entry must be durable before a synced
+        // write in it is acknowledged; and the old log is synced now so a
+        // later fsync of the new log never makes a batch durable while
+        // an earlier one (in the old log) is not: recovery is a prefix.
+        self.env.sync_dir(&self.dir)?;
+        // The old blob log is synced before the old WAL, whose
+        // records name it; it goes with the memtable to its flush.
+        if let Some(mut b) = lock(&self.blob_log).take() {
+            if let Err(e) = b.sync() {
+                *lock(&self.log) = None;
+                return Err(e);
+            }
+            st.imm_blob = Some(ImmBlob::Open(b));
+        }
+        {
+            let mut log = lock(&self.log);
+            if let Some(old) = log.as_mut() {
+                if let Err(e) = old.sync() {
+                    *log = None;
+                    return Err(e);
+                }
+            }
+            *log = Some(LogWriter::new(file));
+        }
+        let full = std::mem::replace(&mut st.mem, Arc::new(MemTable::new()));
+        st.imm = Some(full);
+        st.log_number = number;
+        self.bg_cv.notify_all();
+        Ok(())
+    }
+
+    /// Switch a memtable holding range deletions while no writer is
+    /// active (the background thread takes the write leadership for it),
+    /// so that its flush lets compactions drop what they delete. Never
+    /// waits: with a writer active or a flush pending it does nothing.
+    fn switch_when_idle(&self) -> Result<bool> {
+        {
+            let mut q = lock(&self.writers);
+            if q.leader_active || !q.pending.is_empty() {
+                return Ok(false);
+            }
+            q.leader_active = true;
+        }
+        let mut st = lock(&self.state);
+        let r = if st.imm.is_some() || st.mem.is_empty() || st.bg_error.is_some() {
+            Ok(false)
+        } else {
+            self.switch_memtable(&mut st).map(|()| true)
+        };
+        drop(st);
+        lock(&self.writers).leader_active = false;
+        self.writers_cv.notify_all();
+        r.map_err(|e| self.set_bg_error(e))
+    }
+
+    /// One step of reclaiming space when the store is idle (no flush or
+    /// compaction is due): flush a memtable holding range deletions;
+    /// compact a table holding range deletions one level down (at the
+    /// bottom they are dropped with what they delete); then, while blob
+    /// files are at least `BLOB_GC_RATIO` garbage, a pass over the tables
+    /// that merges each file created before the pass one level down (the
+    /// bottom level's in place), relocating the live records it references
+    /// (`BLOB_GC_MAX_BYTES` at most per step). Each step is one bounded
+    /// compaction, and a flush goes before the next step. Whether it did
+    /// something. Caller holds `version_lock`.
+    fn reclaim_step(&self) -> Result<bool> {
+        let has_ranges = {
+            let st = lock(&self.state);
+            st.imm.is_none() && st.mem.range_deletions().is_some()
+        };
+        if has_ranges && self.switch_when_idle()? {
+            return Ok(true);
+        }
+        let version = lock(&self.state).current.clone();
+        let bottom = NUM_LEVELS - 1;
+        // One file of `level` (all of L0, whose files overlap) with what
+        // it overlaps below; the bottom level's file rewritten in place.
+        let down = |level: usize, f: &Arc<FileMetaData>| {
+            if level == bottom {
+                return Some(Compaction::rewrite(f.clone()));
+            }
+            let (lo, hi) = (user_key(&f.smallest), user_key(&f.largest));
+            let (lo, hi) = if level == 0 {
+                (None, None)
+            } else {
+                (Some(lo), Some(hi))
+            };
+            compaction::pick_range(&version, level, lo, hi)
+        };
+        let mut ranged = None;
+        'levels: for level in 0..bottom {
+            for f in &version.files[level] {
+                let t = self.tables.get_table(f.number, f.file_size)?;
+                if !t.range_deletions().is_empty() {
+                    ranged = down(level, f);
+                    break 'levels;
+                }
+            }
+        }
+        if let Some(c) = ranged {
+            log::info!("reclaim: compacting L{} range deletions down", c.level);
+            self.run_compaction(&c, version, true)?;
+            return Ok(true);
+        }
+        let candidates = compaction::gc_candidates(&version);
+        let mut signature: Vec<(u64, u64)> = candidates
+            .iter()
+            .filter_map(|n| version.blobs.get(n).map(|b| (*n, b.garbage_bytes)))
+            .collect();
+        signature.sort_unstable();
+        let pass_from = {
+            let mut st = lock(&self.state);
+            if signature.is_empty() || (st.gc_pass.is_none() && st.gc_last == signature) {
+                st.gc_pass = None;
+                return Ok(false);
+            }
+            *st.gc_pass
+                .get_or_insert_with(|| lock(&self.versions).next_file_number)
+        };
+        // The first file the pass has not rewritten yet (its outputs are
+        // numbered from `pass_from` on).
+        let next = (0..=bottom).find_map(|level| {
+            version.files[level]
+                .iter()
+                .find(|f| f.number < pass_from)
+                .and_then(|f| down(level, f))
+        });
+        let Some(c) = next else {
+            let mut st = lock(&self.state);
+            st.gc_pass = None;
+            st.gc_last = signature;
+            return Ok(false);
+        };
+        log::info!(
+            "blob GC: {} blob files at least half garbage; compacting L{}",
+            candidates.len(),
+            c.level
+        );
+        self.run_compaction(&c, version, true)?;
+        Ok(true)
     }
 
     fn background_loop(self: Arc<Self>) {
         loop {
+            let mut reclaim = false;
             {
                 let mut st = lock(&self.state);
                 loop {
@@ -1662,7 +1803,31 @@ impl Shared {
                         .retry_at
                         .filter(|_| st.imm.is_none() || st.no_space_in_flush)
                         .map(|at| at.saturating_duration_since(Instant::now()));
+                    let seq = self.visible_seq.load(Ordering::Acquire);
+                    let idle_check = st.bg_error.is_none()
+                        && !st.compaction_paused
+                        && st.retry_at.is_none()
+                        && self.opts.min_blob_size > 0
+                        && (st.reclaiming || st.reclaim_checked_seq != seq);
                     st = match wait {
+                        _ if !work && idle_check => {
+                            // Reclaim once writes have paused for RECLAIM_IDLE.
+                            let pause = if st.reclaiming {
+                                RECLAIM_STEP_PAUSE
+                            } else {
+                                RECLAIM_IDLE
+                            };
+                            let (g, t) = self
+                                .bg_cv
+                                .wait_timeout(st, pause)
+                                .unwrap_or_else(|p| p.into_inner());
+                            if t.timed_out() && self.visible_seq.load(Ordering::Acquire) == seq {
+                                reclaim = true;
+                                st = g;
+                                break;
+                            }
+                            g
+                        }
                         _ if !work => self.bg_cv.wait(st).unwrap_or_else(|p| p.into_inner()),
                         Some(d) if !d.is_zero() => self
                             .bg_cv
@@ -1674,7 +1839,21 @@ impl Shared {
                 }
             }
             self.counters.background_busy.store(true, Ordering::Relaxed);
-            let (flushed, r) = self.background_work();
+            let (flushed, r) = if reclaim {
+                let seq = self.visible_seq.load(Ordering::Acquire);
+                let r = {
+                    let _g = lock(&self.version_lock);
+                    self.reclaim_step()
+                };
+                let mut st = lock(&self.state);
+                st.reclaiming = matches!(r, Ok(true));
+                if matches!(r, Ok(false)) {
+                    st.reclaim_checked_seq = seq;
+                }
+                (false, r.map(|_| ()))
+            } else {
+                self.background_work()
+            };
             self.counters
                 .background_busy
                 .store(false, Ordering::Relaxed);

@@ -16,7 +16,9 @@
 //! Exit status: 0 clean, 1 problems found, 2 could not run (missing
 //! directory, held by a running daemon). Files the MANIFEST does not name
 //! are reported as garbage, not as problems: a crash between writing a file
-//! and recording it leaves them, and the next open removes them.
+//! and recording it leaves them, and the next open removes them. A blob log
+//! the live WAL holds values in (see `engine::blob`) is neither: the replay
+//! of the open reads every value it names, CRC and key checked.
 
 use super::offline::OpenError;
 use super::progress::mib;
@@ -298,6 +300,8 @@ fn find_garbage(db: &Db, dir: &Path, report: &mut CheckReport) {
         .iter()
         .flat_map(|fs| fs.iter().map(|f| f.number))
         .chain(version.blobs.keys().copied())
+        // A live WAL's blob log holds values the next open replays.
+        .chain(db.wal_blob_logs().iter().copied())
         .collect();
     let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap_or_default();
     let Ok(entries) = std::fs::read_dir(dir) else {
