@@ -136,7 +136,7 @@ def run(mnt, state, seed):
         if f is not None and total > 150_000_000 and r < 0.5:
             r = 0.70  # keep the tree bounded: unlink
         if f is None or r < 0.25:
-            size = rng.choice([0, 100, 4000, 70_000, 300_000, 1_500_000, 3_000_000])
+            size = rng.choice([0, 100, 4000, 70_000, 300_000, 1_500_000, 3_000_000, 12_000_000])
             op = {"kind": "create", "path": f"{d}/f{n}", "n": n, "len": size}
         elif r < 0.40:
             op = {"kind": "append", "path": f, "n": n, "len": rng.choice([10, 5000, 100_000])}

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     pub cache_size: usize,
     #[arg(long = "write_buffer_size", default_value_t = 64 << 20)]
     pub write_buffer_size: usize,
+    /// Values of at least this many bytes go to blob files (RocksDB's
+    /// `--min_blob_size` with `--enable_blob_files=true`); 0: never.
+    #[arg(long = "min_blob_size", default_value_t = 4096)]
+    pub min_blob_size: usize,
     #[arg(long, default_value_t = 0)]
     pub sync: u8,
     #[arg(long, default_value_t = 301)]
@@ -162,6 +166,7 @@ fn open(args: &BenchArgs, fresh: bool) -> Result<Db, String> {
     let opts = Options {
         write_buffer_size: args.write_buffer_size,
         block_cache_bytes: args.cache_size,
+        min_blob_size: args.min_blob_size,
         sync_mode: if args.sync != 0 {
             SyncMode::Always
         } else {
