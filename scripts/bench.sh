@@ -76,7 +76,7 @@ if [ ! -f "$WORK/gitsrc/.git/lsmfs-bench-packed" ]; then
   mkdir -p "$WORK/gitsrc"
   tar -xf "$WORK/src.tar" -C "$WORK/gitsrc"
   (cd "$WORK/gitsrc" && git init -q && git add -A &&
-    git -c user.name=bench -c user.email=bench@localhost commit -qm src &&
+    git -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost commit -qm src &&
     git gc -q && touch .git/lsmfs-bench-packed)
 fi
 echo "source tree: $(du -sh "$WORK/gitsrc/src" | cut -f1), $(find "$WORK/gitsrc/src" -type f | wc -l) files," \
