@@ -11,7 +11,7 @@
 //! from `lsmfs check`, naming the mode and the fix; `mount --strict-perms`
 //! refuses it instead.
 
-use crate::engine::posix_env::{create_private_dir, open_private};
+use crate::engine::env::posix::{create_private_dir, open_private};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -5,8 +5,8 @@
 //! must equal the model after some prefix of the batches — a prefix that
 //! includes every batch acknowledged with `sync`.
 
+use lsmfs::engine::env::fault::{FaultEnv, FaultKinds};
 use lsmfs::engine::env::Env;
-use lsmfs::engine::fault_env::{FaultEnv, FaultKinds};
 use lsmfs::engine::{Db, Error, Options, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -3,7 +3,7 @@
 //! flushes, compactions and reopens,
 //! with tiny memtables and level budgets so that every mechanism runs.
 
-use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::env::fault::FaultEnv;
 use lsmfs::engine::{Db, Options, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -3,7 +3,7 @@
 //! reads exactly the map recorded when it was taken) and power loss /
 //! kill -9 around create and delete on the fault env.
 
-use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::env::fault::FaultEnv;
 use lsmfs::engine::{Db, Options, Snapshot, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

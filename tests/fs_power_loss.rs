@@ -6,7 +6,7 @@
 //! tear the writeback (`FaultEnv::crash_torn`).
 
 mod common;
-use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::env::fault::FaultEnv;
 use lsmfs::fs::core::{Caller, FsCore, SetAttr};
 use lsmfs::fs::schema::ROOT_INO;
 use lsmfs::store::{EngineStore, Store};

@@ -7,7 +7,7 @@
 //! must carry its own id; every change inside it must get EROFS.
 
 mod common;
-use lsmfs::engine::fault_env::FaultEnv;
+use lsmfs::engine::env::fault::FaultEnv;
 use lsmfs::fs::core::{Caller, SetAttr};
 use lsmfs::fs::ops::{FsOps, XattrOut};
 use lsmfs::fs::schema::ROOT_INO;

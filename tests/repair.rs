@@ -6,11 +6,11 @@
 mod common;
 use common::{lsmfs_output as lsmfs, output_text as text, sh, Mounted};
 use lsmfs::engine::dbformat::{make_internal_key, ValueType};
+use lsmfs::engine::env::posix::PosixEnv;
 use lsmfs::engine::env::Env;
 use lsmfs::engine::iterator::InternalIterator;
-use lsmfs::engine::posix_env::PosixEnv;
 use lsmfs::engine::repair::{repair, Outcome, RepairReport};
-use lsmfs::engine::sstable::{Table, TableBuilder, TableOptions};
+use lsmfs::engine::table::{Table, TableBuilder, TableOptions};
 use lsmfs::engine::{Db, Error, Options};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1,7 +1,7 @@
 //! Tuning knobs of the engine, with defaults close to LevelDB's.
 
+use super::env::posix::PosixEnv;
 use super::env::Env;
-use super::posix_env::PosixEnv;
 use std::sync::Arc;
 
 /// When the WAL is fsync'd.

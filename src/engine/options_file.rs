@@ -116,7 +116,7 @@ pub fn save(env: &dyn Env, dir: &Path, opts: &Options) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fault_env::FaultEnv;
+    use crate::engine::env::fault::FaultEnv;
 
     #[test]
     fn saved_tuning_is_adopted_and_bad_files_ignored() {

@@ -6,7 +6,7 @@
 //! least `t`. Tombstones are not entries of the sorted key stream (a point
 //! lookup in the middle of a range would never meet one at its start key):
 //! memtables keep them in a list beside their entries and tables in a block
-//! of their own (see `sstable`), and readers ask each source which of its
+//! of their own (see `table`), and readers ask each source which of its
 //! tombstones covers a key. Within one source they are *fragmented* into
 //! disjoint pieces, each carrying the sequences of every tombstone over it,
 //! so that question is one binary search.

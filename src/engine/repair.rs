@@ -2,7 +2,7 @@
 //! directory holds, when the MANIFEST is lost or damaged (LevelDB's
 //! `RepairDB`, RocksDB's `ldb repair`).
 //!
-//! Normal recovery never trusts a directory listing (see `version_set`):
+//! Normal recovery never trusts a directory listing (see `version::set`):
 //! repair is the one place that does, because there is nothing better left.
 //! It runs offline, holding the LOCK, and:
 //!
@@ -46,13 +46,13 @@ use super::error::{Error, Result};
 use super::filename::{
     blob_file_name, lock_file_name, log_file_name, parse_file_name, table_file_name, FileType,
 };
-use super::log_reader::LogReader;
+use super::log::reader::LogReader;
 use super::memtable::MemTable;
 use super::options::Options;
 use super::range_del::RangeTombstone;
-use super::sstable::{widen_bounds, Table, TableBuilder, TableOptions};
-use super::version_edit::{FileMetaData, VersionEdit};
-use super::version_set::VersionSet;
+use super::table::{widen_bounds, Table, TableBuilder, TableOptions};
+use super::version::edit::{FileMetaData, VersionEdit};
+use super::version::set::VersionSet;
 use super::write_batch::WriteBatch;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //!
 //! A persistent snapshot is a name for a sequence number: reading at that
 //! sequence shows the store as it was when the snapshot was taken. It is
-//! recorded as one MANIFEST edit (see `version_edit`, tags 40–42), so it is
+//! recorded as one MANIFEST edit (see `version::edit`, tags 40–42), so it is
 //! part of the store's crash-safe state like the set of tables: creating or
 //! deleting one is one fsync'd record, whole or absent after a crash, and a
 //! MANIFEST's first record carries every live one. Before the edit is

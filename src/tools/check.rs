@@ -26,7 +26,7 @@ use crate::engine::blob::decode_ref;
 use crate::engine::dbformat::{compare_internal, parse_internal_key, ValueType};
 use crate::engine::filename::{parse_file_name, FileType};
 use crate::engine::iterator::InternalIterator;
-use crate::engine::sstable::widen_bounds;
+use crate::engine::table::widen_bounds;
 use crate::engine::{Db, Error};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -191,7 +191,7 @@ fn check_tables(db: &Db, report: &mut CheckReport) {
                         let at = |m: String| {
                             format!(
                                 "{path}: blob reference of {}: {m}",
-                                crate::engine::version_edit::escape_key(p.user_key)
+                                crate::engine::version::edit::escape_key(p.user_key)
                             )
                         };
                         match decode_ref(table.path(), it.value()) {

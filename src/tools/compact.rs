@@ -8,7 +8,7 @@
 //! It writes into the data directory, so only its owner or root may run
 //! it: anyone else (a member of a group the directory was opened to, say)
 //! would leave tables owned by them, which the owner's daemon cannot read.
-//! As root, new files go to the directory's owner (see `posix_env`).
+//! As root, new files go to the directory's owner (see `engine::env::posix`).
 
 use super::progress::{mib, Progress};
 use std::path::PathBuf;

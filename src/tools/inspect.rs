@@ -11,15 +11,15 @@
 //! it is given.
 
 use crate::engine::dbformat::parse_internal_key;
+use crate::engine::env::posix::PosixEnv;
 use crate::engine::env::Env;
 use crate::engine::filename::current_file_name;
 use crate::engine::iterator::InternalIterator;
-use crate::engine::log_format::{BLOCK_SIZE, FIRST, FULL, HEADER_SIZE};
-use crate::engine::log_reader::LogReader;
-use crate::engine::posix_env::PosixEnv;
-use crate::engine::sstable::Table;
-use crate::engine::version_edit::{FileMetaData, VersionEdit};
-use crate::engine::version_set::VersionSet;
+use crate::engine::log::format::{BLOCK_SIZE, FIRST, FULL, HEADER_SIZE};
+use crate::engine::log::reader::LogReader;
+use crate::engine::table::Table;
+use crate::engine::version::edit::{FileMetaData, VersionEdit};
+use crate::engine::version::set::VersionSet;
 use crate::engine::write_batch::{BatchEntry, WriteBatch};
 use crate::engine::Options;
 use crate::fs::schema::{describe, hex};

@@ -504,7 +504,7 @@ pub fn output_text(o: &std::process::Output) -> String {
 /// Engine options for in-process tests on the fault env: tiny memtables,
 /// tables and MANIFESTs, so flushes, compactions and MANIFEST switches
 /// happen every few operations.
-pub fn small_engine(env: &Arc<lsmfs::engine::fault_env::FaultEnv>) -> lsmfs::engine::Options {
+pub fn small_engine(env: &Arc<lsmfs::engine::env::fault::FaultEnv>) -> lsmfs::engine::Options {
     lsmfs::engine::Options {
         env: env.clone(),
         write_buffer_size: 32 << 10,

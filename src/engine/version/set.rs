@@ -12,8 +12,8 @@
 //!
 //! ## MANIFEST and CURRENT on disk
 //!
-//! `MANIFEST-NNNNNN` is a record log (see `log_format`) whose records are
-//! encoded VersionEdits (see `version_edit`). Its first record is a snapshot
+//! `MANIFEST-NNNNNN` is a record log (see `log::format`) whose records are
+//! encoded VersionEdits (see `version::edit`). Its first record is a snapshot
 //! of a whole Version (every live file, the log number, next file number, last
 //! sequence, compaction pointers); each later record is one edit.
 //! `CURRENT` holds the MANIFEST's file name and a newline.
@@ -28,19 +28,19 @@
 //!    the old MANIFEST may be unlinked);
 //! 3. only then does the old MANIFEST become garbage.
 
-use super::blob::BlobFileMeta;
-use super::dbformat::compare_internal;
-use super::env::{Env, WritableFile};
-use super::error::{Error, Result};
-use super::filename::{
+use crate::engine::blob::BlobFileMeta;
+use crate::engine::dbformat::compare_internal;
+use crate::engine::env::{Env, WritableFile};
+use crate::engine::error::{Error, Result};
+use crate::engine::filename::{
     blob_file_name, current_file_name, manifest_file_name, table_file_name, temp_file_name,
 };
-use super::log_reader::LogReader;
-use super::log_writer::LogWriter;
-use super::options::{Options, NUM_LEVELS};
-use super::snapshot::PersistentSnapshot;
-use super::version::Version;
-use super::version_edit::{FileMetaData, VersionEdit};
+use crate::engine::log::reader::LogReader;
+use crate::engine::log::writer::LogWriter;
+use crate::engine::options::{Options, NUM_LEVELS};
+use crate::engine::snapshot::PersistentSnapshot;
+use crate::engine::version::edit::{FileMetaData, VersionEdit};
+use crate::engine::version::Version;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -207,8 +207,8 @@ impl VersionSet {
         version
             .check_invariants()
             .map_err(|m| Error::corruption(&manifest_path, 0, m))?;
-        if let Some(n) = super::filename::parse_file_name(name).and_then(|t| match t {
-            super::filename::FileType::Manifest(n) => Some(n),
+        if let Some(n) = crate::engine::filename::parse_file_name(name).and_then(|t| match t {
+            crate::engine::filename::FileType::Manifest(n) => Some(n),
             _ => None,
         }) {
             self.manifest_number = n;

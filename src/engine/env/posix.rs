@@ -19,8 +19,8 @@
 //! contents, names and xattrs whatever the filesystem's own permission bits
 //! say (see [`make_private`]).
 
-use super::env::{Env, FileLock, RandomAccessFile, SharedLock, WritableFile};
-use super::error::{Error, Result};
+use crate::engine::env::{Env, FileLock, RandomAccessFile, SharedLock, WritableFile};
+use crate::engine::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -464,8 +464,8 @@ mod tests {
     /// records with no torn tail.
     #[test]
     fn sync_headroom_keeps_zeros_past_the_end_of_a_log() {
-        use crate::engine::log_reader::LogReader;
-        use crate::engine::log_writer::LogWriter;
+        use crate::engine::log::reader::LogReader;
+        use crate::engine::log::writer::LogWriter;
         let (dir, env) = setup();
         let p = dir.path().join("000007.log");
         let mut f = env.create_writable(&p).unwrap();

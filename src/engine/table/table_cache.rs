@@ -2,11 +2,11 @@
 //! file handle, index block and bloom filter parsed), evicting the least
 //! recently used. A table's blocks live in the shared block cache.
 
-use super::cache::{BlockCache, LruCache};
-use super::env::Env;
-use super::error::{Error, Result};
-use super::filename::table_file_name;
-use super::sstable::Table;
+use crate::engine::env::Env;
+use crate::engine::error::{Error, Result};
+use crate::engine::filename::table_file_name;
+use crate::engine::table::block_cache::{BlockCache, LruCache};
+use crate::engine::table::Table;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! The I/O seam.
 //!
 //! Every file operation of the engine goes through an [`Env`], so that tests
-//! can substitute [`crate::engine::fault_env::FaultEnv`], which keeps files in
+//! can substitute [`crate::engine::env::fault::FaultEnv`], which keeps files in
 //! memory, remembers what has been made durable, and can "crash" (drop
 //! everything that was not fsync'd, including directory entries whose
 //! directory was not fsync'd) or fail the Nth operation.
@@ -12,8 +12,20 @@
 //!   `Env::sync_dir` on its directory;
 //! - `WritableFile::flush` hands bytes to the OS: they survive a kill -9 of the
 //!   process, not a power loss.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | this one | the `Env`, `WritableFile`, `RandomAccessFile` and lock traits |
+//! | `posix` | the real one: `std::fs`, `fdatasync`, `flock` |
+//! | `fault` | the in-memory one that loses power, dies and fails on demand |
 
-use super::error::Result;
+pub mod fault;
+pub mod posix;
+
+pub use fault::{FaultEnv, FaultKinds};
+pub use posix::PosixEnv;
+
+use crate::engine::error::Result;
 use std::path::{Path, PathBuf};
 
 /// A file being written sequentially (WAL, MANIFEST, SSTable under construction).

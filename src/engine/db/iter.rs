@@ -6,13 +6,13 @@
 //! It owns `Arc`s of the memtables and the Version it reads, so flushes and
 //! compactions that happen while it is open do not disturb it.
 
-use super::blob::BlobPrefetcher;
-use super::dbformat::{lookup_key, parse_internal_key, SequenceNumber, ValueType};
-use super::error::{Error, Result};
-use super::iterator::InternalIterator;
-use super::merge_iter::MergingIterator;
-use super::range_del::Fragments;
-use super::version::Version;
+use crate::engine::blob::BlobPrefetcher;
+use crate::engine::dbformat::{lookup_key, parse_internal_key, SequenceNumber, ValueType};
+use crate::engine::error::{Error, Result};
+use crate::engine::iterator::InternalIterator;
+use crate::engine::range_del::Fragments;
+use crate::engine::table::merger::MergingIterator;
+use crate::engine::version::Version;
 use std::sync::Arc;
 
 pub struct DbIterator {

@@ -33,7 +33,7 @@
 //!
 //! Why blocks: every block starts with a fragment header, so a reader can
 //! find record boundaries after damage without trusting any length field
-//! before it (see `log_reader` for how that separates a torn tail from
+//! before it (see `log::reader` for how that separates a torn tail from
 //! corruption), and a torn write only ever damages the end of the log.
 
 pub const BLOCK_SIZE: usize = 32 * 1024;

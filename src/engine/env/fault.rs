@@ -64,8 +64,8 @@
 //! Inodes that no entry (live or durable) and no open handle refers to are
 //! freed, so long crash loops do not accumulate every file ever written.
 
-use super::env::{Env, FileLock, RandomAccessFile, WritableFile};
-use super::error::{Error, Result};
+use crate::engine::env::{Env, FileLock, RandomAccessFile, WritableFile};
+use crate::engine::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

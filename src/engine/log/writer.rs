@@ -1,4 +1,4 @@
-//! Appends records to a log (format in `log_format`).
+//! Appends records to a log (format in `log::format`).
 //!
 //! `add_record` only appends (one `append` call per record, so a record is
 //! never half-handed to the file by this layer); the caller decides when to
@@ -8,9 +8,9 @@
 //! A log is always written from its start: the engine never appends to a
 //! log left by an earlier process (a new WAL or MANIFEST is created instead).
 
-use super::env::WritableFile;
-use super::error::Result;
-use super::log_format::{
+use crate::engine::env::WritableFile;
+use crate::engine::error::Result;
+use crate::engine::log::format::{
     fragment_crc, mask_crc, BLOCK_SIZE, FIRST, FULL, HEADER_SIZE, LAST, MIDDLE,
 };
 
@@ -99,10 +99,10 @@ impl LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::env::fault::{FaultEnv, FaultKinds};
     use crate::engine::env::Env;
-    use crate::engine::fault_env::{FaultEnv, FaultKinds};
-    use crate::engine::log_format::unmask_crc;
-    use crate::engine::log_reader::LogReader;
+    use crate::engine::log::format::unmask_crc;
+    use crate::engine::log::reader::LogReader;
     use std::path::Path;
 
     fn writer(env: &FaultEnv, path: &str) -> LogWriter {

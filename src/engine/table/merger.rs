@@ -8,9 +8,9 @@
 //! A child error invalidates the merge: skipping a broken child would
 //! silently hide data.
 
-use super::dbformat::compare_internal;
-use super::error::Result;
-use super::iterator::InternalIterator;
+use crate::engine::dbformat::compare_internal;
+use crate::engine::error::Result;
+use crate::engine::iterator::InternalIterator;
 use std::cmp::Ordering;
 
 pub struct MergingIterator {

@@ -5,7 +5,7 @@
 //! lookup, insert and eviction are O(1). The block cache is split into
 //! shards, each behind its own mutex, so concurrent readers rarely contend.
 
-use super::sstable::Block;
+use crate::engine::table::Block;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -40,11 +40,11 @@
 //! `MAX_FILE_NUMBER`, or a sequence past `MAX_SEQUENCE` (the counters are
 //! incremented from these, and must not overflow).
 
-use super::blob::BlobFileMeta;
-use super::coding::{put_length_prefixed, put_varint32, put_varint64, Decoder};
-use super::dbformat::{parse_internal_key, MAX_SEQUENCE};
-use super::options::NUM_LEVELS;
-use super::snapshot::PersistentSnapshot;
+use crate::engine::blob::BlobFileMeta;
+use crate::engine::coding::{put_length_prefixed, put_varint32, put_varint64, Decoder};
+use crate::engine::dbformat::{parse_internal_key, MAX_SEQUENCE};
+use crate::engine::options::NUM_LEVELS;
+use crate::engine::snapshot::PersistentSnapshot;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -324,7 +324,7 @@ pub fn escape_key(k: &[u8]) -> String {
 pub fn display_internal_key(ik: &[u8]) -> String {
     match parse_internal_key(ik) {
         Some(p) => {
-            let del = if p.value_type == super::dbformat::ValueType::Deletion {
+            let del = if p.value_type == crate::engine::dbformat::ValueType::Deletion {
                 "del:"
             } else {
                 ""

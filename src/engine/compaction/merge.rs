@@ -1,209 +1,27 @@
-//! Leveled compaction: choosing what to merge, and merging it.
-//!
-//! Level 0 holds flushed memtables, which may overlap; deeper levels hold
-//! disjoint sorted runs, each with a byte budget 10x the one above. The
-//! level with the highest score (L0: file count against the trigger; Ln:
-//! bytes against its budget) is compacted: one file of it (round-robin by a
-//! per-level compaction pointer, so every key range gets its turn; for L0
-//! every overlapping file) is merged with the files of the next level it
-//! overlaps. A single file with nothing below it is *moved* — a MANIFEST edit
-//! only, no bytes rewritten.
-//!
-//! While merging, an older version of a key is dropped when a newer one is
-//! in the same snapshot stripe (every snapshot that sees the older one sees
-//! the newer: see `snapshot`), and a deletion marker is dropped only when it
-//! is older than every snapshot and no deeper level may hold the key
-//! (otherwise the older value would resurface). Output tables are cut at
-//! `target_file_size`, always between two user keys so that a user key never
-//! spans two files of one level.
-//!
-//! Range deletions (see `range_del`): an entry a tombstone of the inputs
-//! hides from every snapshot that sees the entry is dropped; a tombstone is
-//! dropped when every snapshot sees it and no deeper level overlaps its range, and otherwise
-//! written to the outputs, clipped at the cuts between them so that each
-//! output's key range still covers its own tombstones and the level stays
-//! disjoint.
-//!
-//! Blob references (see `blob`) are copied like any value; one that is
-//! dropped makes its record garbage, and `merge` reports the garbage per
-//! blob file for the compaction's edit. Garbage collection rides on the
-//! same pass: a kept reference into a blob file whose garbage has reached
-//! `BLOB_GC_RATIO` of its bytes is *relocated* — its value copied to a new
-//! blob file of this compaction, the old record counted as garbage — so
-//! the old file empties and goes. Relocation stops after
-//! `BLOB_GC_MAX_BYTES` per compaction, so that a compaction (and the L0
-//! slowdown behind it) stays bounded; the rest waits for the next pass.
-//! It runs on the background thread only: writers and readers never wait
-//! for it.
-//!
-//! Compactions run when a level is over its budget, and after a big delete
-//! none may be: the tables hold small references, the range deletion sits
-//! in the memtable. So when writes pause (`db`'s `RECLAIM_IDLE`) and no
-//! compaction is due, the background thread reclaims on its own, one
-//! bounded step at a time, a flush always first: it switches a memtable
-//! holding range deletions, compacts each table holding some down to the
-//! bottom (where they go, with what they delete — the references dropped
-//! count as garbage, the blob files all garbage are deleted), and while
-//! blob files are at least `BLOB_GC_RATIO` garbage it makes a pass over
-//! the tables, merging each one down (the bottom level's in place), which
-//! relocates the live records they reference. A pass that ends with the
-//! same garbage it started with is not repeated until something changes.
+//! Merging a compaction's inputs into new tables: dropping what no snapshot
+//! can see, clipping range deletions at the output cuts, counting and
+//! relocating blob records (the rules are in `compaction`'s module doc).
 
-use super::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
-use super::db::SCAN_READ_AHEAD;
-use super::dbformat::{parse_internal_key, user_key, ValueType};
-use super::env::Env;
-use super::error::{Error, Result};
-use super::filename::table_file_name;
-use super::iterator::InternalIterator;
-use super::merge_iter::MergingIterator;
-use super::options::{Options, NUM_LEVELS};
-use super::range_del::{Fragments, RangeTombstone};
-use super::snapshot::Stripes;
-use super::sstable::{ReadAhead, TableBuilder, TableOptions};
-use super::table_cache::TableCache;
-use super::version::{LevelIterator, Version};
-use super::version_edit::{FileMetaData, VersionEdit};
+use super::{gc_candidates, Compaction, BLOB_GC_MAX_BYTES};
+use crate::engine::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
+use crate::engine::db::SCAN_READ_AHEAD;
+use crate::engine::dbformat::{parse_internal_key, user_key, ValueType};
+use crate::engine::env::Env;
+use crate::engine::error::{Error, Result};
+use crate::engine::filename::table_file_name;
+use crate::engine::iterator::InternalIterator;
+use crate::engine::options::Options;
+use crate::engine::range_del::{Fragments, RangeTombstone};
+use crate::engine::snapshot::Stripes;
+use crate::engine::table::merger::MergingIterator;
+use crate::engine::table::TableCache;
+use crate::engine::table::{ReadAhead, TableBuilder, TableOptions};
+use crate::engine::version::edit::FileMetaData;
+use crate::engine::version::{level_iterator, Version};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
-
-/// A chosen compaction: files of `level` merged into `level + 1` — or,
-/// `in_place`, one bottom-level file rewritten where it is (a full manual
-/// compaction does that to relocate the blob records it references).
-#[derive(Debug, Clone)]
-pub struct Compaction {
-    pub level: usize,
-    pub inputs: Vec<Arc<FileMetaData>>,
-    pub next_inputs: Vec<Arc<FileMetaData>>,
-    pub in_place: bool,
-}
-
-impl Compaction {
-    pub fn output_level(&self) -> usize {
-        if self.in_place {
-            self.level
-        } else {
-            self.level + 1
-        }
-    }
-
-    /// Rewrite one file of the bottom level in place.
-    pub fn rewrite(file: Arc<FileMetaData>) -> Compaction {
-        Compaction {
-            level: NUM_LEVELS - 1,
-            inputs: vec![file],
-            next_inputs: Vec::new(),
-            in_place: true,
-        }
-    }
-
-    /// One file, nothing to merge with: move it down by editing the MANIFEST.
-    pub fn is_trivial_move(&self) -> bool {
-        self.inputs.len() == 1 && self.next_inputs.is_empty()
-    }
-
-    pub fn input_bytes(&self) -> u64 {
-        self.inputs
-            .iter()
-            .chain(self.next_inputs.iter())
-            .map(|f| f.file_size)
-            .sum()
-    }
-
-    /// The edit that retires every input.
-    pub fn delete_inputs(&self, edit: &mut VersionEdit) {
-        for f in &self.inputs {
-            edit.deleted_files.insert((self.level, f.number));
-        }
-        for f in &self.next_inputs {
-            edit.deleted_files.insert((self.level + 1, f.number));
-        }
-    }
-}
-
-/// Pick the most urgent compaction, if any level's score reaches 1.
-pub fn pick(version: &Version, scores: &[f64], compact_pointers: &[Vec<u8>]) -> Option<Compaction> {
-    let (level, score) = scores
-        .iter()
-        .enumerate()
-        .take(NUM_LEVELS - 1)
-        .max_by(|a, b| a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal))?;
-    if *score < 1.0 || version.files[level].is_empty() {
-        return None;
-    }
-    let files = &version.files[level];
-    let first = if level == 0 {
-        files[0].clone()
-    } else {
-        let ptr = compact_pointers.get(level).map_or(&[][..], |p| &p[..]);
-        files
-            .iter()
-            .find(|f| {
-                ptr.is_empty()
-                    || super::dbformat::compare_internal(&f.largest, ptr)
-                        == std::cmp::Ordering::Greater
-            })
-            .unwrap_or(&files[0])
-            .clone()
-    };
-    let mut inputs = vec![first];
-    if level == 0 {
-        let (lo, hi) = key_range(&inputs);
-        inputs = version.overlapping_inputs(0, Some(&lo), Some(&hi));
-    }
-    Some(with_next_level(version, level, inputs))
-}
-
-/// A compaction of everything at `level` overlapping `[begin, end]`, if any.
-pub fn pick_range(
-    version: &Version,
-    level: usize,
-    begin: Option<&[u8]>,
-    end: Option<&[u8]>,
-) -> Option<Compaction> {
-    let inputs = version.overlapping_inputs(level, begin, end);
-    if inputs.is_empty() {
-        return None;
-    }
-    Some(with_next_level(version, level, inputs))
-}
-
-fn with_next_level(version: &Version, level: usize, inputs: Vec<Arc<FileMetaData>>) -> Compaction {
-    let (lo, hi) = key_range(&inputs);
-    let next_inputs = if level + 1 < NUM_LEVELS {
-        version.overlapping_inputs(level + 1, Some(&lo), Some(&hi))
-    } else {
-        Vec::new()
-    };
-    Compaction {
-        level,
-        inputs,
-        next_inputs,
-        in_place: false,
-    }
-}
-
-/// Smallest and largest user key over `files`.
-fn key_range(files: &[Arc<FileMetaData>]) -> (Vec<u8>, Vec<u8>) {
-    let mut lo: Option<&[u8]> = None;
-    let mut hi: Option<&[u8]> = None;
-    for f in files {
-        let s = user_key(&f.smallest);
-        let l = user_key(&f.largest);
-        if lo.is_none_or(|x| s < x) {
-            lo = Some(s);
-        }
-        if hi.is_none_or(|x| l > x) {
-            hi = Some(l);
-        }
-    }
-    (
-        lo.unwrap_or_default().to_vec(),
-        hi.unwrap_or_default().to_vec(),
-    )
-}
 
 /// Everything a merge needs besides the inputs.
 pub struct MergeContext<'a> {
@@ -251,22 +69,6 @@ impl<'a> DeeperLevels<'a> {
     }
 }
 
-/// A blob file whose garbage reaches this share of its bytes has its live
-/// records relocated by the compactions that meet them.
-pub const BLOB_GC_RATIO: f64 = 0.5;
-/// Most bytes one compaction relocates.
-pub const BLOB_GC_MAX_BYTES: u64 = 64 << 20;
-
-/// The blob files a compaction of `version` relocates records out of.
-pub fn gc_candidates(version: &Version) -> HashSet<u64> {
-    version
-        .blobs
-        .values()
-        .filter(|b| b.garbage_bytes as f64 >= BLOB_GC_RATIO * b.record_bytes as f64)
-        .map(|b| b.number)
-        .collect()
-}
-
 /// What a merge wrote, and the blob records whose references it dropped
 /// or relocated: blob file → (records, bytes).
 #[derive(Debug, Default)]
@@ -309,15 +111,18 @@ pub fn merge(
             children.push(Box::new(t.iter_with(Some(ahead.clone()))));
         }
     } else {
-        children.push(Box::new(
-            LevelIterator::new(ctx.tables.clone(), c.inputs.clone())
-                .read_ahead(Some(ahead.clone())),
-        ));
+        children.push(Box::new(level_iterator(
+            ctx.tables.clone(),
+            c.inputs.clone(),
+            Some(ahead.clone()),
+        )));
     }
     if !c.next_inputs.is_empty() {
-        children.push(Box::new(
-            LevelIterator::new(ctx.tables.clone(), c.next_inputs.clone()).read_ahead(Some(ahead)),
-        ));
+        children.push(Box::new(level_iterator(
+            ctx.tables.clone(),
+            c.next_inputs.clone(),
+            Some(ahead),
+        )));
     }
     let mut input = MergingIterator::new(children);
     input.seek_to_first();
@@ -399,7 +204,7 @@ pub fn merge(
                     && !deeper.may_contain(parsed.user_key));
             last_seq_for_key = parsed.sequence;
             if drop && parsed.value_type == ValueType::BlobIndex {
-                let r = super::blob::decode_ref(ctx.dir, input.value())?;
+                let r = crate::engine::blob::decode_ref(ctx.dir, input.value())?;
                 let g = blob_garbage.entry(r.file).or_default();
                 g.0 += 1;
                 g.1 += r.size;
@@ -417,7 +222,7 @@ pub fn merge(
                     && !candidates.is_empty()
                     && relocated_bytes < BLOB_GC_MAX_BYTES
                 {
-                    let r = super::blob::decode_ref(ctx.dir, value)?;
+                    let r = crate::engine::blob::decode_ref(ctx.dir, value)?;
                     if candidates.contains(&r.file) {
                         let v = gc_reader.get(parsed.user_key, value)?;
                         if gc_writer.is_none() {

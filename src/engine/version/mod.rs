@@ -10,15 +10,29 @@
 //! A file stays on disk while any Version that names it is alive (see
 //! `VersionSet::live_files`), so an old iterator keeps working after a
 //! compaction has retired its files.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | this one | `Version`: lookups, overlaps, iterators, invariants |
+//! | `level_iter` | iterating one level's disjoint tables |
+//! | `edit` | `VersionEdit`, one change to the file set: the MANIFEST record |
+//! | `set` | `VersionSet`: the current Version, the MANIFEST and CURRENT, recovery |
 
-use super::blob::BlobFileMeta;
-use super::dbformat::{compare_internal, parse_internal_key, user_key, ValueType};
-use super::error::{Error, Result};
-use super::iterator::InternalIterator;
-use super::options::NUM_LEVELS;
-use super::sstable::{ReadAhead, TableIterator};
-use super::table_cache::TableCache;
-use super::version_edit::FileMetaData;
+pub mod edit;
+pub mod level_iter;
+pub mod set;
+
+pub use edit::{FileMetaData, VersionEdit};
+pub use level_iter::{level_iterator, LevelIterator};
+pub use set::VersionSet;
+
+use crate::engine::blob::BlobFileMeta;
+use crate::engine::dbformat::{compare_internal, parse_internal_key, user_key, ValueType};
+use crate::engine::error::{Error, Result};
+use crate::engine::iterator::InternalIterator;
+use crate::engine::options::NUM_LEVELS;
+use crate::engine::table::{ReadAhead, TableCache};
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -202,10 +216,11 @@ impl Version {
         }
         for level in 1..NUM_LEVELS {
             if !self.files[level].is_empty() {
-                out.push(Box::new(
-                    LevelIterator::new(tables.clone(), self.files[level].clone())
-                        .read_ahead(ahead.cloned()),
-                ));
+                out.push(Box::new(level_iterator(
+                    tables.clone(),
+                    self.files[level].clone(),
+                    ahead.cloned(),
+                )));
             }
         }
         Ok(out)
@@ -272,127 +287,5 @@ fn probe(
             Ok(Some((parsed.sequence, r)))
         }
         None => Ok(None),
-    }
-}
-
-/// Concatenation of the disjoint, sorted files of one level; tables are
-/// opened lazily as the iterator reaches them.
-pub struct LevelIterator {
-    tables: Arc<TableCache>,
-    files: Vec<Arc<FileMetaData>>,
-    index: usize,
-    current: Option<TableIterator>,
-    error: Option<Error>,
-    ahead: Option<ReadAhead>,
-}
-
-impl LevelIterator {
-    pub fn new(tables: Arc<TableCache>, files: Vec<Arc<FileMetaData>>) -> LevelIterator {
-        LevelIterator {
-            tables,
-            index: files.len(),
-            files,
-            current: None,
-            error: None,
-            ahead: None,
-        }
-    }
-
-    /// Read each table's blocks ahead as `ahead` says.
-    pub fn read_ahead(mut self, ahead: Option<ReadAhead>) -> LevelIterator {
-        self.ahead = ahead;
-        self
-    }
-
-    fn open(&mut self, index: usize) -> bool {
-        self.index = index;
-        self.current = None;
-        let Some(f) = self.files.get(index) else {
-            return false;
-        };
-        match self.tables.get_table(f.number, f.file_size) {
-            Ok(t) => {
-                self.current = Some(t.iter_with(self.ahead.clone()));
-                true
-            }
-            Err(e) => {
-                self.error = Some(e);
-                false
-            }
-        }
-    }
-
-    /// Move forward over exhausted files until positioned or done.
-    fn skip_empty(&mut self) {
-        loop {
-            match &self.current {
-                Some(it) if it.valid() => return,
-                Some(it) => {
-                    if let Err(e) = it.status() {
-                        self.error = Some(e);
-                        self.current = None;
-                        return;
-                    }
-                }
-                None => return,
-            }
-            let next = self.index + 1;
-            if !self.open(next) {
-                return;
-            }
-            if let Some(it) = self.current.as_mut() {
-                it.seek_to_first();
-            }
-        }
-    }
-}
-
-impl InternalIterator for LevelIterator {
-    fn valid(&self) -> bool {
-        self.error.is_none() && self.current.as_ref().is_some_and(|c| c.valid())
-    }
-
-    fn seek_to_first(&mut self) {
-        if self.open(0) {
-            if let Some(it) = self.current.as_mut() {
-                it.seek_to_first();
-            }
-            self.skip_empty();
-        }
-    }
-
-    fn seek(&mut self, target: &[u8]) {
-        let idx = find_file(&self.files, target);
-        if self.open(idx) {
-            if let Some(it) = self.current.as_mut() {
-                it.seek(target);
-            }
-            self.skip_empty();
-        }
-    }
-
-    fn next(&mut self) {
-        if let Some(it) = self.current.as_mut() {
-            it.next();
-        }
-        self.skip_empty();
-    }
-
-    fn key(&self) -> &[u8] {
-        self.current.as_ref().map_or(&[], |c| c.key())
-    }
-
-    fn value(&self) -> &[u8] {
-        self.current.as_ref().map_or(&[], |c| c.value())
-    }
-
-    fn status(&self) -> Result<()> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        match &self.current {
-            Some(c) => c.status(),
-            None => Ok(()),
-        }
     }
 }

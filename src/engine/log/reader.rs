@@ -1,4 +1,4 @@
-//! Reads records back from a log (format in `log_format`), telling a torn
+//! Reads records back from a log (format in `log::format`), telling a torn
 //! tail from corruption.
 //!
 //! A crash can leave the last record half written; that is normal, and
@@ -46,8 +46,8 @@
 //! zeros to the end of the file (preallocated or zero-filled by a crash) has
 //! no torn tail.
 
-use super::error::{Error, Result};
-use super::log_format::{
+use crate::engine::error::{Error, Result};
+use crate::engine::log::format::{
     fragment_crc, unmask_crc, BLOCK_SIZE, FIRST, FULL, HEADER_SIZE, LAST, MIDDLE,
 };
 use std::path::PathBuf;
@@ -375,8 +375,8 @@ impl LogReader {
 mod tests {
     use super::*;
     use crate::engine::env::WritableFile;
-    use crate::engine::log_format::mask_crc;
-    use crate::engine::log_writer::LogWriter;
+    use crate::engine::log::format::mask_crc;
+    use crate::engine::log::writer::LogWriter;
     use std::sync::{Arc, Mutex};
 
     struct VecFile(Arc<Mutex<Vec<u8>>>);
