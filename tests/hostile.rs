@@ -193,11 +193,7 @@ fn bad_mount_points_are_refused_before_formatting() {
     assert_eq!(r.0, 0, "{}", r.2);
     assert!(!full.join("keep").exists(), "the mount does not hide keep");
     fs::write(full.join("new"), b"x").unwrap();
-    assert!(Command::new("umount")
-        .arg(&full)
-        .status()
-        .unwrap()
-        .success());
+    assert!(common::umount_retrying(&full));
     let deadline = Instant::now() + Duration::from_secs(10);
     while lsmfs_mounted(&full) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -294,11 +290,7 @@ fn read_only_mounts_write_nothing() {
     assert!(out.status.success(), "{said}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("log to stderr"));
     assert_eq!(fs::read(mnt2.join("w")).unwrap(), b"unflushed\n");
-    assert!(Command::new("umount")
-        .arg(&mnt2)
-        .status()
-        .unwrap()
-        .success());
+    assert!(common::umount_retrying(&mnt2));
     assert_eq!(listing(&m.data), before);
 }
 

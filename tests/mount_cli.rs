@@ -166,11 +166,7 @@ fn daemon_mode_returns_once_live_and_umount_ends_it() {
     assert!(err.contains("locked"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // umount ends the daemon, which closes the store cleanly
-    assert!(std::process::Command::new("umount")
-        .arg(&mnt)
-        .status()
-        .unwrap()
-        .success());
+    assert!(common::umount_retrying(&mnt));
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !fs::read_to_string(format!("/proc/{pid}/stat"))
