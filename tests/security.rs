@@ -272,7 +272,7 @@ fn the_data_directory_is_closed_to_other_users() {
     assert_ne!(code, 0);
     assert!(err.contains("ermission denied"), "{err}");
     other.ok(&format!("ls {}", q(&mnt)));
-    assert_eq!(common::sh("umount mnt", s.tmp.path()), "");
+    assert!(common::umount_retrying(&mnt));
     wait_unmounted(&mnt, &data);
     check("unmounted (tables written)");
 }
@@ -343,7 +343,7 @@ fn an_open_data_directory_is_warned_about_or_refused() {
     assert!(err.contains(&warning) && err.contains(&fix), "{err}");
     let log = std::fs::read_to_string(data.join("LOG")).unwrap();
     assert_eq!(log.matches(&warning).count(), 1, "{log}");
-    common::sh("umount mnt", s.tmp.path());
+    assert!(common::umount_retrying(&mnt));
     wait_unmounted(&mnt, &data);
     let (code, out, _) = lsmfs(&[os("check"), data.as_os_str()]);
     assert_eq!(code, 0, "{out}");
