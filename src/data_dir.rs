@@ -4,7 +4,7 @@
 //! clear, whatever the permission bits the filesystem shows through the
 //! mount, so the directory is the real permission boundary: lsmfs creates
 //! it 0700 and every file in it 0600, whatever the umask (the engine's
-//! files through `engine::posix_env`, the `--daemon` log here). A data
+//! files through `engine::env::posix`, the `--daemon` log here). A data
 //! directory that already exists is left as it is — it may have been made
 //! by hand, or by an older lsmfs (0755, files 0644) — but one that group
 //! or others can read, write or enter gets a one-line warning at mount and
