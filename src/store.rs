@@ -296,6 +296,8 @@ const RECLAIM_MIN_DELETES: u64 = 32;
 /// The embedded LSM engine behind the store interface.
 pub struct EngineStore {
     db: crate::engine::Db,
+    /// The reads, at the live sequence.
+    live: EngineView,
     /// Keys deleted since the last `reclaim_space`.
     deletes: AtomicU64,
     /// Whether a reclaim is running, and its end.
@@ -373,6 +375,10 @@ impl EngineStore {
     /// The store over an engine already open (the offline tools).
     pub fn from_db(db: crate::engine::Db) -> EngineStore {
         EngineStore {
+            live: EngineView {
+                db: db.clone(),
+                snap: None,
+            },
             db,
             deletes: AtomicU64::new(0),
             reclaiming: Arc::new((Mutex::new(false), Condvar::new())),
@@ -434,16 +440,11 @@ impl EngineStore {
 
 impl Store for EngineStore {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(engine_err)
+        self.live.get(key)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        self.db
-            .scan(start, Some(end), limit, None)
-            .map_err(engine_err)
+        self.live.scan(start, end, limit)
     }
 
     fn scan_visit(
@@ -453,12 +454,7 @@ impl Store for EngineStore {
         limit: usize,
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> io::Result<()> {
-        if start >= end {
-            return Ok(());
-        }
-        self.db
-            .scan_visit(start, Some(end), limit, None, f)
-            .map_err(engine_err)
+        self.live.scan_visit(start, end, limit, f)
     }
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
@@ -568,9 +564,9 @@ impl Store for EngineStore {
 
     fn snapshot_view(&self, name: &str) -> io::Result<Option<Arc<dyn Store>>> {
         Ok(self.db.open_snapshot(name).map(|snap| {
-            Arc::new(SnapshotStore {
+            Arc::new(EngineView {
                 db: self.db.clone(),
-                snap,
+                snap: Some(snap),
             }) as Arc<dyn Store>
         }))
     }
@@ -585,15 +581,21 @@ fn snapshot_info(s: crate::engine::PersistentSnapshot) -> SnapshotInfo {
     }
 }
 
-/// The engine read at a snapshot's sequence; refuses writes.
-pub struct SnapshotStore {
+/// The engine's reads at the live sequence (`snap` None: `EngineStore`'s
+/// own) or at a snapshot's — as a store of its own, a read-only one that
+/// refuses writes with EROFS (`Store::snapshot_view`).
+pub struct EngineView {
     db: crate::engine::Db,
-    snap: crate::engine::Snapshot,
+    snap: Option<crate::engine::Snapshot>,
 }
 
-impl Store for SnapshotStore {
+impl Store for EngineView {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        self.db.get_at(key, &self.snap).map_err(engine_err)
+        match &self.snap {
+            None => self.db.get(key),
+            Some(s) => self.db.get_at(key, s),
+        }
+        .map_err(engine_err)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -601,7 +603,7 @@ impl Store for SnapshotStore {
             return Ok(Vec::new());
         }
         self.db
-            .scan(start, Some(end), limit, Some(&self.snap))
+            .scan(start, Some(end), limit, self.snap.as_ref())
             .map_err(engine_err)
     }
 
@@ -616,7 +618,7 @@ impl Store for SnapshotStore {
             return Ok(());
         }
         self.db
-            .scan_visit(start, Some(end), limit, Some(&self.snap), f)
+            .scan_visit(start, Some(end), limit, self.snap.as_ref(), f)
             .map_err(engine_err)
     }
 

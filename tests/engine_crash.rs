@@ -5,6 +5,8 @@
 //! must equal the model after some prefix of the batches — a prefix that
 //! includes every batch acknowledged with `sync`.
 
+mod common;
+
 use lsmfs::engine::env::fault::{FaultEnv, FaultKinds};
 use lsmfs::engine::env::Env;
 use lsmfs::engine::{Db, Error, Options, WriteBatch};
@@ -24,16 +26,7 @@ enum Op {
 type Ops = Vec<Op>;
 
 fn opts(env: &Arc<FaultEnv>) -> Options {
-    Options {
-        env: env.clone(),
-        write_buffer_size: 8 << 10,
-        block_size: 512,
-        target_file_size: 4 << 10,
-        max_bytes_for_level_base: 16 << 10,
-        l0_compaction_trigger: 2,
-        max_manifest_size: 2 << 10,
-        ..Default::default()
-    }
+    common::tiny_engine(env)
 }
 
 /// A batch; `large` of its puts are 4 KiB or more (blob-log values).

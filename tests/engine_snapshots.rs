@@ -3,6 +3,8 @@
 //! reads exactly the map recorded when it was taken) and power loss /
 //! kill -9 around create and delete on the fault env.
 
+mod common;
+
 use lsmfs::engine::env::fault::FaultEnv;
 use lsmfs::engine::{Db, Options, Snapshot, WriteBatch};
 use rand::rngs::StdRng;
@@ -14,16 +16,7 @@ use std::sync::Arc;
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn opts(env: &Arc<FaultEnv>) -> Options {
-    Options {
-        env: env.clone(),
-        write_buffer_size: 8 << 10,
-        block_size: 512,
-        target_file_size: 4 << 10,
-        max_bytes_for_level_base: 16 << 10,
-        l0_compaction_trigger: 2,
-        max_manifest_size: 2 << 10,
-        ..Default::default()
-    }
+    common::tiny_engine(env)
 }
 
 fn contents(db: &Db, snap: Option<&Snapshot>) -> lsmfs::engine::Result<Model> {

@@ -516,3 +516,16 @@ pub fn small_engine(env: &Arc<lsmfs::engine::env::fault::FaultEnv>) -> lsmfs::en
         ..Default::default()
     }
 }
+
+/// Smaller still (8 KiB memtables, 4 KiB tables, 2 KiB MANIFESTs): the
+/// engine tests' options, a flush every few batches.
+pub fn tiny_engine(env: &Arc<lsmfs::engine::env::fault::FaultEnv>) -> lsmfs::engine::Options {
+    lsmfs::engine::Options {
+        write_buffer_size: 8 << 10,
+        block_size: 512,
+        target_file_size: 4 << 10,
+        max_bytes_for_level_base: 16 << 10,
+        max_manifest_size: 2 << 10,
+        ..small_engine(env)
+    }
+}
