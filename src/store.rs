@@ -556,7 +556,8 @@ impl Store for EngineStore {
         self.db.delete_snapshot(name).map_err(engine_err)?;
         log::info!("snapshot {name:?} deleted");
         *self.exclusive.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        // What only it held is given back by the next full compaction.
+        // The engine's background rewrites give back what only it held;
+        // near a full disk, the reclaim's full compaction does it at once.
         self.deletes
             .fetch_add(RECLAIM_MIN_DELETES, Ordering::Relaxed);
         Ok(())

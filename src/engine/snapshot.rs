@@ -21,6 +21,38 @@
 //! a key is dropped only when a newer one is in the *same* stripe, and an
 //! entry a range deletion hides is dropped only when the tombstone is in
 //! its stripe too (RocksDB's rule).
+//!
+//! ## Giving a deleted snapshot's space back
+//!
+//! Deleting a snapshot drops its stripe bound, but the versions it alone
+//! kept sit in tables that no compaction may be due to touch for a long
+//! time (a level under budget, or the bottom, which ordinary compactions
+//! never rewrite). RocksDB marks such files for compaction once the oldest
+//! snapshot passes their largest sequence; we mark them with a cheaper
+//! criterion, kept in memory, that needs no new field in the MANIFEST or
+//! the tables: a table can keep a version only snapshot `s` needed only if
+//! it also holds the newer version that hid it from later readers (the two
+//! met in the merge or flush that wrote it: one file of a level holds all
+//! of its versions of a key), so only if its sequence range straddles `s`
+//! (`smallest_seq <= s < largest_seq`). After a delete, the background
+//! thread (`db::snapshots`'s `reclaim_retired`, after every flush and due compaction,
+//! one table per step so a flush never waits behind more than one table's
+//! rewrite) rewrites each such table written while `s` could still be
+//! seen (numbered below the next file number at its first step once no
+//! reader holds `s`; flushes and compactions are serialised, so none was
+//! under way) under the stripes of the day: in place at L1 and below,
+//! merged into L1 at L0
+//! (whose files overlap). A version whose newer one lies in another table
+//! is not found this way; the compaction that brings the two together
+//! drops it, as it drops any overwritten version (so deletions still in
+//! the memtable give their space back once flushed and compacted, as they
+//! would with no snapshot at all). Tables also straddle
+//! `s` by chance (keys written on both sides of it, nothing hidden): they
+//! are rewritten for nothing, once — the price of knowing no more. A
+//! deleted snapshot a reader still holds (an open view) waits until it is
+//! released. The list is not persistent: after a restart what is left of
+//! it is given back by ordinary compactions, or at once by a full one
+//! (`lsmfs compact`), which rewrites every table.
 
 use super::dbformat::SequenceNumber;
 

@@ -24,7 +24,8 @@ pub enum SnapshotCmd {
     Create { path: PathBuf, name: String },
     /// The snapshots: name, creation time, sequence, bytes only each holds.
     List { path: PathBuf },
-    /// Delete a snapshot; the next full compaction gives back what only it held.
+    /// Delete a snapshot; the mount's background rewrites (or, offline, the
+    /// next full compaction) give back what only it held.
     Delete { path: PathBuf, name: String },
     /// Paths created (+), deleted (-), modified (M) and renamed (R) from
     /// snapshot A to snapshot B, or to the live tree when B is left out.
@@ -137,7 +138,7 @@ fn delete(path: &Path, name: &str) -> Result<(), Failed> {
         db.close().map_err(|e| Failed::CouldNot(e.to_string()))?;
     }
     println!(
-        "snapshot {name:?} deleted; `lsmfs compact` (or the mount's compactions) gives back what only it held"
+        "snapshot {name:?} deleted; the mount's compactions (or `lsmfs compact`) give back what only it held"
     );
     Ok(())
 }

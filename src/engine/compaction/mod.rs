@@ -49,6 +49,10 @@
 //! relocates the live records they reference. A pass that ends with the
 //! same garbage it started with is not repeated until something changes.
 //!
+//! After a snapshot is deleted, the tables that may keep versions only it
+//! saw are rewritten one at a time (in place at L1 and down, `Compaction::
+//! rewrite_at`), after any flush or compaction due: see `snapshot`.
+//!
 //! | module | job |
 //! | --- | --- |
 //! | this one | a chosen `Compaction`; blob GC's thresholds |
@@ -68,8 +72,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// A chosen compaction: files of `level` merged into `level + 1` — or,
-/// `in_place`, one bottom-level file rewritten where it is (a full manual
-/// compaction does that to relocate the blob records it references).
+/// `in_place`, one file rewritten where it is (a full manual compaction
+/// does that at the bottom to relocate the blob records it references;
+/// a snapshot delete at any level but L0, see `snapshot`).
 #[derive(Debug, Clone)]
 pub struct Compaction {
     pub level: usize,
@@ -89,8 +94,15 @@ impl Compaction {
 
     /// Rewrite one file of the bottom level in place.
     pub fn rewrite(file: Arc<FileMetaData>) -> Compaction {
+        Self::rewrite_at(NUM_LEVELS - 1, file)
+    }
+
+    /// Rewrite one file of `level` (1 or deeper: L0's files overlap, and
+    /// are read newest first) in place: its output covers no more keys
+    /// than it, so the level stays disjoint.
+    pub fn rewrite_at(level: usize, file: Arc<FileMetaData>) -> Compaction {
         Compaction {
-            level: NUM_LEVELS - 1,
+            level,
             inputs: vec![file],
             next_inputs: Vec::new(),
             in_place: true,

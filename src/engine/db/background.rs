@@ -53,7 +53,7 @@ impl Shared {
                     if self.shutting_down.load(Ordering::Acquire) {
                         return;
                     }
-                    let compact = st.compaction_needed && !st.compaction_paused;
+                    let compact = (st.compaction_needed || st.retired_due) && !st.compaction_paused;
                     let work = st.bg_error.is_none() && (st.imm.is_some() || compact);
                     let wait = st
                         .retry_at
@@ -140,6 +140,9 @@ impl Shared {
                 log::debug!("flush finished");
             }
             return (true, r);
+        }
+        if !lock(&self.state).compaction_needed {
+            return (false, self.reclaim_retired().map(|_| ()));
         }
         (false, self.compact_once())
     }

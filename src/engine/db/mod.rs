@@ -111,6 +111,12 @@ struct State {
     reclaiming: bool,
     gc_pass: Option<u64>,
     gc_last: Vec<(u64, u64)>,
+    /// Deleted snapshots whose versions the tables may still keep: (its
+    /// sequence, the first file number a flush or compaction that could
+    /// not see it may write — set by the first step of `reclaim_retired`
+    /// after no reader holds it). `retired_due`: a step may be possible.
+    retired: Vec<(SequenceNumber, Option<u64>)>,
+    retired_due: bool,
 }
 
 /// The blob log of the immutable memtable.
@@ -170,11 +176,22 @@ pub struct Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
+        let mut released = false;
         if let Ok(mut s) = self.shared.snapshots.lock() {
             if let Some(c) = s.get_mut(&self.sequence) {
                 *c -= 1;
                 if *c == 0 {
                     s.remove(&self.sequence);
+                    released = true;
+                }
+            }
+        }
+        // A deleted snapshot's space may have waited for this reader.
+        if released {
+            if let Ok(mut st) = self.shared.state.lock() {
+                if !st.retired.is_empty() {
+                    st.retired_due = true;
+                    self.shared.bg_cv.notify_all();
                 }
             }
         }

@@ -158,6 +158,8 @@ impl Db {
             reclaiming: false,
             gc_pass: None,
             gc_last: Vec::new(),
+            retired: Vec::new(),
+            retired_due: false,
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),

@@ -2,13 +2,16 @@
 //! `engine::snapshot`), and the stripes they cut the sequences into for
 //! flushes and compactions.
 
-use super::{errno_error, lock, Db, Shared, Snapshot, SCAN_READ_AHEAD};
-use crate::engine::dbformat::SequenceNumber;
+use super::{add, errno_error, lock, Db, Shared, Snapshot, SCAN_READ_AHEAD};
+use crate::engine::compaction::{self, Compaction};
+use crate::engine::dbformat::{user_key, SequenceNumber};
 use crate::engine::error::{Error, Result};
+use crate::engine::options::NUM_LEVELS;
 use crate::engine::snapshot::{check_name, PersistentSnapshot, Stripes};
 use crate::engine::table::merger::MergingIterator;
 use crate::engine::table::ReadAhead;
-use crate::engine::version::edit::VersionEdit;
+use crate::engine::version::edit::{FileMetaData, VersionEdit};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -55,14 +58,15 @@ impl Db {
     }
 
     /// Delete the persistent snapshot `name` (one fsync'd MANIFEST edit);
-    /// what only it kept is dropped by the next compactions.
+    /// the background thread then rewrites the tables that may keep
+    /// versions only it saw (`Shared::reclaim_retired`).
     pub fn delete_snapshot(&self, name: &str) -> Result<()> {
         let shared = &self.handle.shared;
         if shared.opts.read_only {
             return Err(Error::InvalidArgument("database is open read-only".into()));
         }
         let mut vs = lock(&shared.versions);
-        let Some(id) = vs.snapshot_named(name).map(|s| s.id) else {
+        let Some((id, seq)) = vs.snapshot_named(name).map(|s| (s.id, s.sequence)) else {
             return Err(errno_error(format!("snapshot {name:?}"), libc::ENOENT));
         };
         let mut edit = VersionEdit::default();
@@ -70,8 +74,10 @@ impl Db {
         // A failed write leaves no snapshot; the next edit starts a new MANIFEST.
         vs.log_and_apply(&mut edit)?;
         drop(vs);
-        // Compaction scores do not see what became droppable; a manual
-        // `compact_range` or the next scheduled compactions collect it.
+        let mut st = lock(&shared.state);
+        st.retired.push((seq, None));
+        st.retired_due = true;
+        shared.bg_cv.notify_all();
         Ok(())
     }
 
@@ -132,6 +138,78 @@ impl Shared {
                 .chain(held.keys().copied()),
             self.visible_seq.load(Ordering::Acquire),
         )
+    }
+
+    /// One step of giving back what deleted snapshots alone kept, after
+    /// every flush and scheduled compaction (see `snapshot`, "Giving a
+    /// deleted snapshot's space back"): one table that may keep versions
+    /// only a deleted snapshot saw — its sequence range straddles the
+    /// snapshot's sequence, and it was written while the snapshot could
+    /// still be seen — is
+    /// rewritten under the stripes of today (in place at L1 and down; at
+    /// L0, whose files overlap, merged into L1 with what it overlaps).
+    /// A deleted snapshot a reader still holds waits for its release. Once
+    /// no table is left to rewrite, the idle reclaim looks again (the blob
+    /// records the rewrites let go may call for a GC pass). Whether it did
+    /// something. Caller holds `version_lock`.
+    pub(super) fn reclaim_retired(&self) -> Result<bool> {
+        let version = lock(&self.state).current.clone();
+        let stripes = self.stripes();
+        let live = self.visible_seq.load(Ordering::Acquire);
+        let (kept, next_file): (HashSet<SequenceNumber>, u64) = {
+            let vs = lock(&self.versions);
+            let kept = vs.snapshots.values().map(|s| s.sequence).collect();
+            (kept, vs.next_file_number)
+        };
+        let waiting: Vec<(SequenceNumber, Option<u64>)> = {
+            let mut st = lock(&self.state);
+            // Nothing newer than it yet, or another snapshot at the same
+            // sequence: nothing only it kept.
+            st.retired.retain(|(s, _)| *s < live && !kept.contains(s));
+            // Not held: every flush or compaction from now on drops what
+            // only it saw (they hold `version_lock`, as this caller: none
+            // is under way), so only tables numbered below this may keep it.
+            for (s, from) in st.retired.iter_mut() {
+                if stripes.bound(*s) != Some(*s) {
+                    from.get_or_insert(next_file);
+                }
+            }
+            st.retired
+                .iter()
+                .filter(|r| r.1.is_some())
+                .copied()
+                .collect()
+        };
+        let straddles = |f: &FileMetaData| {
+            waiting.iter().any(|&(s, from)| {
+                from.is_some_and(|n| f.number < n) && f.smallest_seq <= s && s < f.largest_seq
+            })
+        };
+        let found = (0..NUM_LEVELS).find_map(|level| {
+            let f = version.files[level].iter().find(|f| straddles(f))?;
+            if level > 0 {
+                return Some(Compaction::rewrite_at(level, f.clone()));
+            }
+            let (lo, hi) = (user_key(&f.smallest), user_key(&f.largest));
+            compaction::pick_range(&version, 0, Some(lo), Some(hi))
+        });
+        let Some(c) = found else {
+            let mut st = lock(&self.state);
+            st.retired.retain(|r| !waiting.contains(r));
+            st.retired_due = false;
+            if !waiting.is_empty() {
+                st.reclaim_checked_seq = SequenceNumber::MAX;
+            }
+            return Ok(false);
+        };
+        log::debug!(
+            "snapshot reclaim: rewriting L{} table {}",
+            c.level,
+            c.inputs.first().map_or(0, |f| f.number)
+        );
+        self.run_compaction(&c, version, true)?;
+        add(&self.counters.snapshot_rewrites, 1);
+        Ok(true)
     }
 
     /// Register a reader at `seq` (released when the Snapshot drops).

@@ -32,6 +32,8 @@ pub struct DbStats {
     pub num_flushes: u64,
     pub num_compactions: u64,
     pub num_trivial_moves: u64,
+    /// Tables rewritten to drop what only a deleted snapshot kept.
+    pub snapshot_rewrites: u64,
     pub memtable_bytes: u64,
     pub wal_bytes: u64,
     pub block_cache_hits: u64,
@@ -96,6 +98,11 @@ impl std::fmt::Display for DbStats {
         )?;
         writeln!(
             f,
+            "snapshot_rewrites    {} (tables rewritten after snapshot deletes)",
+            self.snapshot_rewrites
+        )?;
+        writeln!(
+            f,
             "blob_files           {} ({} bytes, {} garbage; {} written by flushes, {} relocated by {} GC runs)",
             self.blob_files,
             self.blob_bytes,
@@ -152,6 +159,7 @@ pub(super) struct Counters {
     pub(super) num_flushes: AtomicU64,
     pub(super) num_compactions: AtomicU64,
     pub(super) num_trivial_moves: AtomicU64,
+    pub(super) snapshot_rewrites: AtomicU64,
     pub(super) gets: AtomicU64,
     pub(super) writes: AtomicU64,
     pub(super) write_stalls: AtomicU64,
@@ -210,6 +218,7 @@ impl Db {
             gets: get(&c.gets),
             writes: get(&c.writes),
             write_stalls: get(&c.write_stalls),
+            snapshot_rewrites: get(&c.snapshot_rewrites),
             wal_syncs: get(&c.wal_syncs),
             background_busy: c.background_busy.load(Ordering::Relaxed),
         }
