@@ -4,8 +4,10 @@
 //! ```text
 //! + path              created (or a new hard link)
 //! - path              deleted (or a removed hard link)
-//! M path              modified: contents (size or mtime), mode, owner, or
-//!                     symlink target; directories only by mode or owner
+//! M path              modified: contents (size, mtime), mode, owner,
+//!                     xattrs (ACLs too), symlink target, or any other
+//!                     change of its inode (its ctime); directories only by
+//!                     mode, owner or xattrs
 //! R old -> new        renamed (one name moved; what is under a renamed
 //!                     directory is not listed again)
 //! ```
@@ -13,7 +15,13 @@
 //! Both trees are walked whole. Files are told apart by inode number,
 //! which is the same in every snapshot (`fs::snapshots`: the low 44 bits
 //! on a mount) and never reused, so a rename is a name of the same inode
-//! under another (parent, name) — not a delete and a create. Lines are
+//! under another (parent, name) — not a delete and a create. A change of
+//! names alone (a rename, a link added or removed) moves the inode's ctime
+//! too: then the ctime is not taken for a modification, the `R`, `+` or
+//! `-` line says it; a file rewritten in place whose size and mtime were
+//! put back (`touch -d`) is still `M` by its ctime, which nobody can set.
+//! A directory's mtime and ctime move with every entry made or removed in
+//! it, which its own lines say already. Lines are
 //! sorted by path (the new path for `+`, `M` and `R`); bytes outside
 //! printable ASCII, and `\`, are written `\ooo` (octal), like `zfs diff`.
 //! On a mount the walk goes through `.snapshots` (and the mount root for
@@ -22,7 +30,7 @@
 use super::snapshot::offline_store;
 use crate::fs::core::FsCore;
 use crate::fs::inode::{KIND_DIR, KIND_SYMLINK};
-use crate::fs::schema::ROOT_INO;
+use crate::fs::schema::{parse_key, prefix_end, xattr_key, Key, ROOT_INO};
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::ffi::OsStrExt;
@@ -38,16 +46,27 @@ struct Sig {
     gid: u32,
     size: u64,
     mtime: i64,
+    ctime: i64,
     target: Vec<u8>,
+    xattrs: Xattrs,
 }
 
+/// (name, value), sorted by name.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 impl Sig {
-    fn differs(&self, o: &Sig) -> bool {
+    /// `same_names`: the inode has the same links in both trees (else its
+    /// ctime moved with them).
+    fn differs(&self, o: &Sig, same_names: bool) -> bool {
+        let common =
+            (self.mode, self.uid, self.gid, &self.xattrs) != (o.mode, o.uid, o.gid, &o.xattrs);
         if self.kind == KIND_DIR && o.kind == KIND_DIR {
-            (self.mode, self.uid, self.gid) != (o.mode, o.uid, o.gid)
-        } else {
-            self != o
+            return common;
         }
+        common
+            || (self.kind, self.size, self.mtime, &self.target)
+                != (o.kind, o.size, o.mtime, &o.target)
+            || (same_names && self.ctime != o.ctime)
     }
 }
 
@@ -126,6 +145,30 @@ impl Source for CoreSource {
         } else {
             Vec::new()
         };
+        let mut xattrs = Vec::new();
+        if a.has_xattrs {
+            let mut start = xattr_key(ino, b"");
+            let end = prefix_end(&start);
+            loop {
+                let page = self
+                    .0
+                    .store()
+                    .scan(&start, &end, 1024)
+                    .map_err(|e| format!("xattrs of inode {ino}: {e}"))?;
+                for (k, v) in &page {
+                    if let Some(Key::Xattr(_, n)) = parse_key(k) {
+                        xattrs.push((n.to_vec(), v.clone()));
+                    }
+                }
+                match page.last() {
+                    Some((k, _)) if page.len() == 1024 => {
+                        start = k.clone();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
         Ok(Sig {
             kind: a.kind,
             mode: a.mode,
@@ -133,7 +176,9 @@ impl Source for CoreSource {
             gid: a.gid,
             size: a.size,
             mtime: a.mtime,
+            ctime: a.ctime,
             target,
+            xattrs,
         })
     }
 }
@@ -177,9 +222,65 @@ impl Source for MountSource {
             gid: m.gid(),
             size: if ft.is_dir() { 0 } else { m.size() },
             mtime: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
             target,
+            xattrs: path_xattrs(at)?,
         })
     }
+}
+
+/// One xattr system call's bytes: sized with an empty buffer, then read
+/// (again if it grew in between); None where there are none (ENODATA,
+/// EOPNOTSUPP).
+fn xattr_bytes(
+    call: impl Fn(*mut libc::c_char, usize) -> isize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        let n = call(std::ptr::null_mut(), 0);
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODATA | libc::EOPNOTSUPP) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; n as usize];
+        let m = call(buf.as_mut_ptr().cast(), buf.len());
+        if m >= 0 {
+            buf.truncate(m as usize);
+            return Ok(Some(buf));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+    }
+}
+
+/// Every extended attribute of `at` (not following a symlink) the caller
+/// may read, sorted by name; none where the filesystem has none.
+fn path_xattrs(at: &Path) -> Result<Xattrs, String> {
+    let fail = |e: std::io::Error| format!("{}: reading xattrs: {e}", at.display());
+    let nul = || format!("{}: a NUL byte in the path or an xattr name", at.display());
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes()).map_err(|_| nul())?;
+    // SAFETY: `c` is a NUL-terminated path; each buffer is `len` bytes.
+    let names = xattr_bytes(|p, len| unsafe { libc::llistxattr(c.as_ptr(), p, len) })
+        .map_err(fail)?
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cn = std::ffi::CString::new(name).map_err(|_| nul())?;
+        // SAFETY: as above, with the NUL-terminated name.
+        let value = xattr_bytes(|p, len| unsafe {
+            libc::lgetxattr(c.as_ptr(), cn.as_ptr(), p.cast(), len)
+        })
+        .map_err(fail)?;
+        if let Some(v) = value {
+            out.push((name.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The diff lines of `a` → `b`, sorted by path.
@@ -206,7 +307,7 @@ fn diff(a: &Tree, b: &Tree) -> Vec<(Vec<u8>, String)> {
                     out.extend(gone.iter().map(|p| line("-", p)));
                     out.extend(new.iter().map(|p| line("+", p)));
                 }
-                if sa.differs(sb) {
+                if sa.differs(sb, gone.is_empty() && new.is_empty()) {
                     if let Some(p) = lb.values().next() {
                         out.push(line("M", p));
                     }
@@ -305,6 +406,14 @@ mod tests {
         .unwrap()
     }
 
+    /// The diff lines from snapshot `a` to the live tree.
+    fn lines(store: &Arc<dyn Store>, a: &str) -> Vec<String> {
+        diff(&tree(store, Some(a)), &tree(store, None))
+            .into_iter()
+            .map(|l| l.1)
+            .collect()
+    }
+
     #[test]
     fn created_deleted_modified_renamed() {
         let store: Arc<dyn Store> = Arc::new(MemStore::new());
@@ -320,15 +429,88 @@ mod tests {
         f.write(U, m.ino, 0, b"more", false).unwrap();
         f.create(U, ROOT_INO, b"new\n", 0o644).unwrap();
         f.link(x.ino, ROOT_INO, b"xlink").unwrap();
-        let lines: Vec<String> = diff(&tree(&store, Some("a")), &tree(&store, None))
-            .into_iter()
-            .map(|l| l.1)
-            .collect();
+        let got = lines(&store, "a");
         assert_eq!(
-            lines,
+            got,
             vec!["- /d/gone", "R /d -> /e", "M /m", "+ /new\\012", "+ /xlink"],
-            "{lines:?}"
+            "{got:?}"
         );
         assert!(diff(&tree(&store, Some("a")), &tree(&store, Some("a"))).is_empty());
+    }
+
+    /// Mode, owner, xattrs and a rewrite whose size and mtime were put
+    /// back are modifications; a rename or a new link of a file alone is
+    /// not (though its ctime moved).
+    #[test]
+    fn modified_by_mode_owner_xattrs_and_ctime() {
+        use crate::fs::data::{SetAttr, TimeSet};
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let f = FsCore::open(store.clone(), false, false).unwrap();
+        let ino = |name: &[u8]| {
+            let a = f.create(U, ROOT_INO, name, 0o644).unwrap();
+            f.write(U, a.ino, 0, b"abcd", false).unwrap();
+            a.ino
+        };
+        let (chmod, chown, xattr, rewrite, moved, linked, same) = (
+            ino(b"chmod"),
+            ino(b"chown"),
+            ino(b"xattr"),
+            ino(b"rewrite"),
+            ino(b"moved"),
+            ino(b"linked"),
+            ino(b"same"),
+        );
+        let d = f.mkdir(U, ROOT_INO, b"dir", 0o755).unwrap();
+        let _ = (moved, same);
+        store.create_snapshot("a").unwrap();
+        let set = |ino, s: SetAttr| f.setattr(Caller { uid: 0, gid: 0 }, ino, s).unwrap();
+        set(
+            chmod,
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        );
+        set(
+            chown,
+            SetAttr {
+                uid: Some(1001),
+                ..Default::default()
+            },
+        );
+        f.setxattr(U, xattr, b"user.k", b"v", 0).unwrap();
+        f.setxattr(U, d.ino, b"user.k", b"v", 0).unwrap();
+        let mtime = f.getattr(rewrite).unwrap().mtime;
+        f.write(U, rewrite, 0, b"wxyz", false).unwrap();
+        set(
+            rewrite,
+            SetAttr {
+                mtime: Some(TimeSet::At(mtime)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(f.getattr(rewrite).unwrap().mtime, mtime);
+        f.rename(U, ROOT_INO, b"moved", ROOT_INO, b"moved2", 0)
+            .unwrap();
+        f.link(linked, ROOT_INO, b"linked2").unwrap();
+        let got = lines(&store, "a");
+        assert_eq!(
+            got,
+            vec![
+                "M /chmod",
+                "M /chown",
+                "M /dir",
+                "+ /linked2",
+                "R /moved -> /moved2",
+                "M /rewrite",
+                "M /xattr",
+            ],
+            "{got:?}"
+        );
+        // Changing an xattr's value, not its name, is seen too.
+        store.create_snapshot("b").unwrap();
+        f.setxattr(U, xattr, b"user.k", b"w", 0).unwrap();
+        let got = lines(&store, "b");
+        assert_eq!(got, vec!["M /xattr"], "{got:?}");
     }
 }
