@@ -79,6 +79,39 @@ fn two_mounts_see_each_others_creates_renames_and_deletes() {
     check_clean(&url);
 }
 
+/// Snapshots are not offered on etcd: `.snapshots` is empty, `mkdir` in
+/// it is EOPNOTSUPP, and `lsmfs snapshot` on the mount or on the URL is
+/// refused (exit 1) with one line saying so.
+#[test]
+fn snapshots_are_refused_on_etcd_in_one_line() {
+    let cluster = EtcdCluster::start();
+    let url = cluster.url("snaps");
+    let m = Mounted::on_url(&url, &[]);
+    assert_eq!(fs::read_dir(m.path(".snapshots")).unwrap().count(), 0);
+    assert_eq!(
+        errno_of(fs::create_dir(m.path(".snapshots/s"))),
+        libc::EOPNOTSUPP
+    );
+    let mnt = m.mnt.to_str().unwrap();
+    for args in [
+        vec!["snapshot", "create", mnt, "s"],
+        vec!["snapshot", "create", &url, "s"],
+        vec!["snapshot", "list", &url],
+        vec!["snapshot", "delete", &url, "s"],
+        vec!["snapshot", "diff", &url, "s"],
+    ] {
+        let o = common::lsmfs_output(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("snapshots are not offered on an etcd store (EOPNOTSUPP)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!m.path(".snapshots/s").exists());
+}
+
 /// Both mounts create the same names at the same moment: each name ends
 /// with exactly one winner, whose contents both mounts read.
 #[test]

@@ -9,7 +9,13 @@
 //! delete) or a shared one (list, diff), like the other offline tools.
 //!
 //! Exit status: 0 done, 1 refused (a bad or taken name, no such snapshot,
-//! not permitted), 2 could not run.
+//! not permitted, a store without snapshots), 2 could not run.
+//!
+//! An etcd store offers no snapshots (a cluster shared by several mounts
+//! has no engine of ours to keep old versions: etcd's own revisions are
+//! compacted by its operator): every command on an `etcd://` URL, and
+//! create on an etcd mount (whose `mkdir .snapshots/NAME` is EOPNOTSUPP;
+//! its `.snapshots` is empty), is refused with one line saying so.
 
 use super::offline;
 use crate::engine::snapshot::check_name;
@@ -47,8 +53,23 @@ pub(super) enum Failed {
     CouldNot(String),
 }
 
+/// The refusal on a store that offers no snapshots.
+fn no_snapshots(path: &Path) -> Failed {
+    Failed::Refused(format!(
+        "{}: snapshots are not offered on an etcd store (EOPNOTSUPP)",
+        path.display()
+    ))
+}
+
 pub fn run(cmd: SnapshotCmd) -> i32 {
+    let path = match &cmd {
+        SnapshotCmd::Create { path, .. }
+        | SnapshotCmd::List { path }
+        | SnapshotCmd::Delete { path, .. }
+        | SnapshotCmd::Diff { path, .. } => path.clone(),
+    };
     let r = match cmd {
+        _ if crate::store::etcd::is_etcd(&path) => Err(no_snapshots(&path)),
         SnapshotCmd::Create { path, name } => create(&path, &name),
         SnapshotCmd::List { path } => list(&path),
         SnapshotCmd::Delete { path, name } => delete(&path, &name),
@@ -83,6 +104,7 @@ fn explain(e: &std::io::Error, name: &str, path: &Path) -> Failed {
             Err(why) => why,
             Ok(()) => format!("{name:?} cannot name a snapshot"),
         }),
+        Some(libc::EOPNOTSUPP) => no_snapshots(path),
         Some(libc::EMLINK) => Failed::Refused(format!(
             "{shown} has used up its snapshot numbers (a million snapshots taken)"
         )),
