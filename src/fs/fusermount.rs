@@ -68,8 +68,9 @@ pub fn preflight(mountpoint: &Path, allow_other: bool) -> Result<(), String> {
             .into());
     }
     let md = match std::fs::metadata(mountpoint) {
-        // A dead daemon's stale mount: detached later, checked by the helper.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(()),
+        // A dead (or dying: ECONNABORTED) daemon's stale mount: detached
+        // later, checked by the helper.
+        Err(e) if super::mount_checks::is_dead(e.raw_os_error()) => return Ok(()),
         Err(e) => return Err(format!("mount point {}: {e}", mountpoint.display())),
         Ok(md) => md,
     };

@@ -136,9 +136,12 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, St
         }
         Err(e) => return Err(format!("mount point {shown}: {e}")),
     }
-    let mnt = mountpoint
-        .canonicalize()
-        .map_err(|e| format!("mount point {shown}: {e}"))?;
+    // A daemon killed a moment ago can still answer the checks above and
+    // then abort the next request (ECONNABORTED): dead by then, as above.
+    let mnt = match mountpoint.canonicalize() {
+        Err(e) if is_dead(e.raw_os_error()) => return resolve(mountpoint),
+        r => r.map_err(|e| format!("mount point {shown}: {e}"))?,
+    };
     if super::mount::is_live_lsmfs_mount(&mnt) {
         return Err(format!(
             "{} is already a live lsmfs mount (umount it first)",
@@ -152,13 +155,16 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, St
         ));
     }
     if !nonempty {
-        let mut entries =
-            std::fs::read_dir(&mnt).map_err(|e| format!("mount point {shown}: {e}"))?;
-        if entries.next().is_some() {
-            return Err(format!(
-                "mount point {shown} is not empty: the mount would hide what is there \
-                 (-o nonempty mounts anyway)"
-            ));
+        match std::fs::read_dir(&mnt).and_then(|mut d| d.next().transpose()) {
+            Err(e) if is_dead(e.raw_os_error()) => return resolve(mountpoint),
+            Err(e) => return Err(format!("mount point {shown}: {e}")),
+            Ok(Some(_)) => {
+                return Err(format!(
+                    "mount point {shown} is not empty: the mount would hide what is there \
+                     (-o nonempty mounts anyway)"
+                ))
+            }
+            Ok(None) => {}
         }
     }
     Ok(mnt)
