@@ -271,7 +271,7 @@ fn a_user_mounts_in_mount8s_form_and_unmounts_with_lsmfs_umount() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
     let exe = t.join("lsmfs");
-    fs::copy(env!("CARGO_BIN_EXE_lsmfs"), &exe).unwrap();
+    common::copy_lsmfs(&exe);
     let home = t.join("home");
     fs::create_dir(&home).unwrap();
     let (uid, gid) = (65534u32, 65534u32); // nobody

@@ -133,8 +133,7 @@ impl Scratch {
             .expect("tempdir");
         chmod(tmp.path(), 0o755);
         let exe = tmp.path().join("lsmfs");
-        std::fs::copy(env!("CARGO_BIN_EXE_lsmfs"), &exe).expect("copy lsmfs");
-        chmod(&exe, 0o755);
+        common::copy_lsmfs(&exe);
         Scratch { tmp, exe }
     }
 

@@ -529,3 +529,23 @@ pub fn tiny_engine(env: &Arc<lsmfs::engine::env::fault::FaultEnv>) -> lsmfs::eng
         ..small_engine(env)
     }
 }
+
+/// A copy of the built `lsmfs` at `to` (mode 0755), for other users to run.
+/// Another test thread's child holds a copy of the copy's write descriptor
+/// between its fork and its exec, and exec fails with ETXTBSY until it lets
+/// go: this returns once one exec of the copy went through.
+pub fn copy_lsmfs(to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(env!("CARGO_BIN_EXE_lsmfs"), to).expect("copy lsmfs");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod lsmfs");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Command::new(to)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ETXTBSY))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
