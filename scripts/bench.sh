@@ -310,7 +310,7 @@ for T in $TARGETS; do
     lsmfs_mount
     run_all "$T" "$WORK/lsmfs-mnt"
     "$BIN" stats "$WORK/lsmfs-mnt" >"$WORK/$T-stats.txt" 2>&1 || true
-    grep -E '^(transport|fuse_requests|io_uring_requests|dev_fuse_requests)' "$WORK/$T-stats.txt" |
+    grep -E '^(transport|fuse_requests|io_uring_requests|io_uring_workers|dev_fuse_requests)' "$WORK/$T-stats.txt" |
       sed "s/^/  $T /" | tee -a "$NOTES"
     echo "$T data directory after the run: $(du -sh "$WORK/lsmfs-data" | cut -f1)" | tee -a "$NOTES"
     lsmfs_umount

@@ -169,6 +169,20 @@ fn the_ring_serves_every_kind_of_request() {
         );
     }
     assert!(ring > 40, "{stats}");
+    // The 3 MiB read came as 1 MiB read-ahead requests, which a ring
+    // thread hands to its workers; the small requests stay on the ring
+    // threads.
+    let (_, worked) = counts(&stats, "io_uring_workers");
+    assert!(
+        worked.iter().any(|(k, n)| k == "read" && *n > 0),
+        "no read served by a ring worker:\n{stats}"
+    );
+    assert!(
+        worked
+            .iter()
+            .all(|(k, _)| ["read", "write", "fsync"].contains(&k.as_str())),
+        "a short request went to a ring worker:\n{stats}"
+    );
 }
 
 fn statfs_works(p: &std::path::Path) {

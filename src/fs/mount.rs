@@ -41,6 +41,8 @@
 //! - `--threads` defaults to 4: FUSE requests block on WAL writes and table
 //!   reads, so a few more threads than the 2 cores of a small machine keep
 //!   the kernel queue busy; each thread gets its own cloned `/dev/fuse` fd.
+//!   On the io_uring transport the same number of workers serve the
+//!   requests a ring thread hands off (see `uring`).
 
 use super::mount_options::{self, Parsed};
 use crate::cli_values::{int_in, size_in};
@@ -96,6 +98,8 @@ pub struct MountArgs {
     pub mount_helper: bool,
     /// FUSE worker threads, 1 to 64 (default 4: requests block on WAL
     /// writes and table reads, so a few more than the cores keep the queue busy).
+    /// On the io_uring transport: the workers that serve large reads and
+    /// writes and fsyncs for the ring threads.
     #[arg(long, default_value = "4", value_parser = int_in(1, MAX_THREADS))]
     pub threads: u64,
     /// `always`: fsync the WAL before every reply; `on-fsync`: only on fsync/fdatasync/syncfs.
@@ -696,6 +700,7 @@ fn start_session(
         n.max_write,
         n.max_readahead,
         n.setxattr_ext,
+        threads.max(1),
     ) {
         Ok(running) => Ok(Served {
             session,

@@ -126,6 +126,8 @@ pub struct FsOps {
     pub dev_requests: RequestCounts,
     /// Requests served through the io_uring queues.
     pub ring_requests: RequestCounts,
+    /// Those of them a ring thread handed to its worker pool (see `uring`).
+    pub ring_worker_requests: RequestCounts,
     /// Write-only opens bypass the page cache (set at init, see `fuse`).
     direct_writes: AtomicBool,
     transport: Mutex<Transport>,
@@ -165,6 +167,7 @@ impl FsOps {
             stats: Mutex::new(HashMap::new()),
             dev_requests: RequestCounts::default(),
             ring_requests: RequestCounts::default(),
+            ring_worker_requests: RequestCounts::default(),
             direct_writes: AtomicBool::new(false),
             transport: Mutex::new(Transport::DevFuse { threads: 1 }),
             negotiated: Mutex::new(None),
@@ -235,6 +238,7 @@ impl FsOps {
         total.add(ring);
         text.push_str(&total.text("fuse_requests"));
         text.push_str(&ring.text("io_uring_requests"));
+        text.push_str(&self.ring_worker_requests.text("io_uring_workers"));
         text.push_str(&dev.text("dev_fuse_requests"));
         text.into_bytes()
     }

@@ -10,9 +10,15 @@ use super::wire::{InHeader, Op, Out, Reply};
 use crate::fs::ops::{DirEntry, FsOps, XattrOut};
 
 /// Serve `op`; `Err` is the errno to answer with.
-pub fn serve(ops: &FsOps, h: &InHeader, op: Op) -> Result<Reply, i32> {
+/// `on_worker`: a ring thread handed it to the worker pool (counted apart).
+pub fn serve(ops: &FsOps, h: &InHeader, op: Op, on_worker: bool) -> Result<Reply, i32> {
     match op.kind() {
-        Some(kind) => ops.ring_requests.count(kind),
+        Some(kind) => {
+            ops.ring_requests.count(kind);
+            if on_worker {
+                ops.ring_worker_requests.count(kind);
+            }
+        }
         None => return Err(libc::ENOSYS),
     }
     let c = h.caller();

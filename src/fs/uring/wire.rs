@@ -159,6 +159,18 @@ pub fn cmd_req(commit_id: u64, qid: u16) -> [u8; 80] {
     c
 }
 
+/// Whether a request may keep its server waiting long (on the disk, or
+/// copying a megabyte), judged from its header before it is decoded: an
+/// fsync, or a read or write of at least `big` bytes (`fuse_read_in` and
+/// `fuse_write_in` both carry their size at byte 16).
+pub fn may_block(opcode: u32, op_in: &[u8], big: u32) -> bool {
+    match opcode {
+        FSYNC | FSYNCDIR => true,
+        READ | WRITE => u32_at(op_in, 16).is_some_and(|n| n >= big),
+        _ => false,
+    }
+}
+
 /// A decoded request: what the opcode asks, borrowing names and data from
 /// the entry's payload.
 #[derive(Debug, Clone, PartialEq)]

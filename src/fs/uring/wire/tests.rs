@@ -438,3 +438,28 @@ fn random_bytes_never_panic() {
         let _ = EntInOut::decode(&op_in);
     }
 }
+
+#[test]
+fn only_big_transfers_and_fsyncs_may_block() {
+    let rw = |size: u32| B::default().u64(7).u64(0).u32(size).op_area();
+    let big = 128 << 10;
+    assert!(may_block(READ, &rw(1 << 20), big));
+    assert!(may_block(WRITE, &rw(big), big));
+    assert!(!may_block(READ, &rw(4096), big));
+    assert!(!may_block(WRITE, &rw(10240), big));
+    assert!(may_block(FSYNC, &[], big));
+    assert!(may_block(FSYNCDIR, &[], big));
+    for op in [
+        LOOKUP,
+        GETATTR,
+        SETATTR,
+        CREATE,
+        UNLINK,
+        RELEASE,
+        READDIRPLUS,
+    ] {
+        assert!(!may_block(op, &rw(1 << 20), big), "opcode {op}");
+    }
+    // A short op area is not a big transfer (and no panic).
+    assert!(!may_block(READ, &[0u8; 10], big));
+}
