@@ -185,11 +185,16 @@ impl Returns {
         unsafe { libc::write(self.efd.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
-    /// Reset the eventfd (it is non-blocking) and take what came back.
-    fn take(&self) -> Vec<(usize, u64)> {
+    /// Reset the eventfd (it is non-blocking) after its poll fired, so
+    /// that the next poll waits for the next return.
+    fn reset(&self) {
         let mut n = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a buffer we own.
         unsafe { libc::read(self.efd.as_raw_fd(), n.as_mut_ptr().cast(), 8) };
+    }
+
+    /// What came back.
+    fn take(&self) -> Vec<(usize, u64)> {
         std::mem::take(&mut *lock(&self.done))
     }
 
@@ -605,6 +610,13 @@ impl Queue<'_> {
         loop {
             for (ud, res) in pending.drain(..) {
                 if ud == WAKE {
+                    if res < 0 {
+                        return Err(format!(
+                            "polling the workers' eventfd: {}",
+                            std::io::Error::from_raw_os_error(-res)
+                        ));
+                    }
+                    self.back.reset();
                     if self.live > 0 {
                         arm_wake(self.ring, self.back)?;
                     }
@@ -612,10 +624,16 @@ impl Queue<'_> {
                 }
                 self.complete(go, slots, ud as usize, res)?;
             }
-            // Whatever the workers handed back, the eventfd's wake-up or not.
-            for (i, commit_id) in self.back.take() {
-                self.out -= 1;
-                self.commit(slots, i, commit_id)?;
+            // Whatever the workers handed back, the eventfd's wake-up or
+            // not: the eventfd is reset and its poll re-armed before this,
+            // so a return after it still wakes us. Skipped while nothing is
+            // out: a short request's path takes no lock and makes no
+            // system call but io_uring_enter.
+            if self.out > 0 {
+                for (i, commit_id) in self.back.take() {
+                    self.out -= 1;
+                    self.commit(slots, i, commit_id)?;
+                }
             }
             // Checked before waiting: once the kernel has ended every entry
             // nothing more will complete, and a wait would never return.
