@@ -81,8 +81,18 @@ fn mounted(mnt: &Path) -> bool {
         })
 }
 
-fn statfs_ok(p: &Path) -> bool {
-    statfs_errno(p).is_none()
+/// statfs at `p` was answered by a live FUSE daemon: it succeeded and
+/// names a FUSE filesystem. (A plain success is not enough: between a
+/// new daemon detaching a stale mount and mounting its own, `p` is the
+/// empty directory underneath, whose statfs succeeds too.)
+fn fuse_statfs_ok(p: &Path) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == FUSE_SUPER_MAGIC }
 }
 
 /// statfs's errno at `p` (None: it succeeded).
@@ -231,8 +241,11 @@ impl Mounted {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         // statfs, not stat: a dead daemon's stale mount answers stat from the
-        // kernel's attribute cache, but statfs always reaches the daemon.
-        while !(mounted(&self.mnt) && statfs_ok(&self.mnt)) {
+        // kernel's attribute cache, but statfs always reaches the daemon. It
+        // must name FUSE, and come first: the stale mount the mountinfo read
+        // saw may be detached a moment later, leaving the plain directory
+        // under it (reads there got ENOENT, once in ~80 kill -9 remounts).
+        while !(fuse_statfs_ok(&self.mnt) && mounted(&self.mnt)) {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     self.child = None;
