@@ -335,9 +335,28 @@ fn a_full_disk_is_enospc_and_deleting_gives_the_room_back() {
         let _ = fs::remove_file(m.path(&format!("more{i}")));
     }
     fs::write(m.path("after"), &chunk).expect("room after the delete");
+    // A file closed just before its unlink may still be open in the
+    // daemon (FUSE sends RELEASE in the background): the next write waits
+    // for that release. Here the handle is closed only after the unlink.
+    let mut f = fs::File::create(m.path("big2")).unwrap();
+    let mut n = 0;
+    while f.write_all(&chunk).is_ok() {
+        n += 1;
+        assert!(n < 200, "a 64 MiB disk took {n} MiB");
+    }
+    drop(f);
+    let held = fs::File::open(m.path("big2")).unwrap();
+    fs::remove_file(m.path("big2")).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(held);
+    });
+    fs::write(m.path("after2"), &chunk).expect("room after the release of a removed file");
+    closer.join().unwrap();
     m.remount();
     assert_eq!(fs::read(m.path("after")).unwrap(), chunk);
-    assert!(!m.path("big").exists());
+    assert_eq!(fs::read(m.path("after2")).unwrap(), chunk);
+    assert!(!m.path("big").exists() && !m.path("big2").exists());
     m.unmount();
     let (code, out, err) = common::lsmfs(&["check".as_ref(), m.data.as_os_str()]);
     assert_eq!(code, 0, "check after a full disk:\n{out}{err}");

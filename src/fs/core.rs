@@ -108,6 +108,68 @@ pub struct FsCore {
     shared: bool,
     /// Operations re-run after another host's commit conflicted.
     conflicts: std::sync::atomic::AtomicU64,
+    /// Unlinks that left an open inode behind, for `room_for`.
+    releases: Releases,
+}
+
+/// A `close(2)` on a FUSE mount returns before the kernel sends RELEASE
+/// (it is sent in the background), so a file closed and then removed may
+/// still be open here for a moment: its unlink leaves an orphan whose data
+/// goes only at that RELEASE. An operation refused for room within
+/// `RELEASE_GRACE` of such an unlink waits for the release (and the
+/// reclaim it makes due) before it gives up, as it would have found the
+/// room had the RELEASE come first. A file kept open longer holds its space,
+/// as on any filesystem.
+#[derive(Default)]
+struct Releases {
+    /// When an unlink last left an open orphan; how many orphans the last
+    /// releases reclaimed so far.
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+    reclaimed: std::sync::Condvar,
+}
+
+/// How long after an unlink of an open file a refused operation waits for
+/// its RELEASE.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Releases {
+    fn orphaned(&self) {
+        lock(&self.state).0 = Some(std::time::Instant::now());
+    }
+
+    fn reclaimed(&self) {
+        lock(&self.state).1 += 1;
+        self.reclaimed.notify_all();
+    }
+
+    /// Wait for the next orphan's reclaim while an unlink that left one is
+    /// at most `RELEASE_GRACE` old; whether one came.
+    fn wait(&self) -> bool {
+        let mut st = lock(&self.state);
+        let seen = st.1;
+        loop {
+            if st.1 != seen {
+                return true;
+            }
+            let Some(left) =
+                st.0.and_then(|at| {
+                    (at + RELEASE_GRACE).checked_duration_since(std::time::Instant::now())
+                })
+                .filter(|d| !d.is_zero())
+            else {
+                return false;
+            };
+            st = self
+                .reclaimed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Held stripes of the lock table; released on drop.
@@ -277,6 +339,7 @@ impl FsCore {
             acls: std::sync::atomic::AtomicBool::new(false),
             shared,
             conflicts: std::sync::atomic::AtomicU64::new(0),
+            releases: Releases::default(),
         };
         if !read_only {
             core.recover()?;
@@ -369,12 +432,21 @@ impl FsCore {
 
     /// May an operation add about `bytes` to the store? ENOSPC near full,
     /// unless deletions since the last try give space back: then this waits
-    /// (a few seconds at most) for the compaction that frees it.
+    /// (a few seconds at most) for the compaction that frees it, and for
+    /// the RELEASE of a file just closed and removed (see `Releases`).
     pub(super) fn room_for(&self, bytes: u64) -> FsResult<()> {
         if self.space.admit(bytes).is_ok() {
             return Ok(());
         }
-        while self.store.reclaim_space(RECLAIM_WAIT) {
+        loop {
+            while self.store.reclaim_space(RECLAIM_WAIT) {
+                if self.space.admit_now(bytes).is_ok() {
+                    return Ok(());
+                }
+            }
+            if !self.releases.wait() {
+                break;
+            }
             if self.space.admit_now(bytes).is_ok() {
                 return Ok(());
             }
@@ -618,6 +690,7 @@ impl FsCore {
         if self.open_count(a.ino) > 0 {
             Self::put_attr(b, a);
             b.put(orphan_key(a.ino), Vec::new());
+            self.releases.orphaned();
             return Ok(());
         }
         self.delete_inode_keys(a.ino, b)
@@ -691,7 +764,9 @@ impl FsCore {
             Ok(a) if a.nlink == 0 => {
                 // Unreachable and no longer open: nobody else can touch it.
                 drop(g);
-                self.reclaim(ino).map(|_| ())
+                let r = self.reclaim(ino).map(|_| ());
+                self.releases.reclaimed();
+                r
             }
             _ => Ok(()),
         }

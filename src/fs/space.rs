@@ -19,6 +19,11 @@
 //! 1 MiB admitted since the last reading, whichever comes first; between
 //! readings the bytes admitted are subtracted from the last one.
 //!
+//! A refused operation first waits (a few seconds at most) for what
+//! deletions since the last try give back (`FsCore::room_for`): the
+//! compaction that drops deleted data, and the RELEASE of a file closed
+//! just before it was removed, which FUSE sends in the background.
+//!
 //! Snapshots keep on disk what they see, which no compaction frees while
 //! they live: the reserve counts that space as used like any other, and the
 //! ENOSPC log line (`warn_full`, once a minute) names the snapshots and how
