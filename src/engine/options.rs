@@ -47,6 +47,10 @@ pub struct Options {
     /// WAL (written once; the WAL and the tables keep a reference), and
     /// those of a replayed WAL to a blob file at flush (0: never). See `blob`.
     pub min_blob_size: usize,
+    /// Most blob bytes one compaction relocates out of files past the GC
+    /// ratio (`compaction::BLOB_GC_MAX_BYTES` by default): the bound that
+    /// keeps a compaction, and the writers behind it, short.
+    pub blob_gc_max_bytes: u64,
     /// Take the tree-shaping fields (memtable size, level budget, table
     /// size, L0 trigger) from the directory's `OPTIONS` file, as its last
     /// read-write open set them (offline tools; see `options_file`).
@@ -80,6 +84,7 @@ impl Default for Options {
             read_only: false,
             // A full 4 KiB file chunk, not the tail of a file or metadata.
             min_blob_size: 4096,
+            blob_gc_max_bytes: crate::engine::compaction::BLOB_GC_MAX_BYTES,
             tuning_from_dir: false,
             lock_note: String::new(),
         }

@@ -2,7 +2,7 @@
 //! can see, clipping range deletions at the output cuts, counting and
 //! relocating blob records (the rules are in `compaction`'s module doc).
 
-use super::{gc_candidates, Compaction, BLOB_GC_MAX_BYTES};
+use super::{gc_candidates, Compaction};
 use crate::engine::blob::{BlobCache, BlobFileMeta, BlobPrefetcher, BlobWriter};
 use crate::engine::db::SCAN_READ_AHEAD;
 use crate::engine::dbformat::{parse_internal_key, user_key, ValueType};
@@ -220,7 +220,7 @@ pub fn merge(
                 let moved;
                 if parsed.value_type == ValueType::BlobIndex
                     && !candidates.is_empty()
-                    && relocated_bytes < BLOB_GC_MAX_BYTES
+                    && relocated_bytes < ctx.options.blob_gc_max_bytes
                 {
                     let r = crate::engine::blob::decode_ref(ctx.dir, value)?;
                     if candidates.contains(&r.file) {

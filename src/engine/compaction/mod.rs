@@ -31,7 +31,7 @@
 //! `BLOB_GC_RATIO` of its bytes is *relocated* — its value copied to a new
 //! blob file of this compaction, the old record counted as garbage — so
 //! the old file empties and goes. Relocation stops after
-//! `BLOB_GC_MAX_BYTES` per compaction, so that a compaction (and the L0
+//! `Options::blob_gc_max_bytes` (`BLOB_GC_MAX_BYTES`) per compaction, so that a compaction (and the L0
 //! slowdown behind it) stays bounded; the rest waits for the next pass.
 //! It runs on the background thread only: writers and readers never wait
 //! for it.
@@ -46,8 +46,11 @@
 //! count as garbage, the blob files all garbage are deleted), and while
 //! blob files are at least `BLOB_GC_RATIO` garbage it makes a pass over
 //! the tables, merging each one down (the bottom level's in place), which
-//! relocates the live records they reference. A pass that ends with the
-//! same garbage it started with is not repeated until something changes.
+//! relocates the live records they reference. A pass that changed the
+//! garbage is followed by another (one compaction's relocation is bounded,
+//! so the live records of a big delete may take several passes over the
+//! same table); one that ends with the garbage it started with is not
+//! repeated until something changes.
 //!
 //! After a snapshot is deleted, the tables that may keep versions only it
 //! saw are rewritten one at a time (in place at L1 and down, `Compaction::

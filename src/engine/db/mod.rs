@@ -105,7 +105,7 @@ struct State {
     /// Idle reclaim (`reclaim_step`): the sequence it last found nothing
     /// to do at; the running GC pass (tables numbered below this are
     /// still to go); the GC candidates (file, garbage bytes) the last pass
-    /// ended with, so a pass that could do no more is not repeated.
+    /// started from, so a pass that changed nothing is not repeated.
     reclaim_checked_seq: SequenceNumber,
     /// The last reclaim step did something: the next follows shortly.
     reclaiming: bool,

@@ -42,7 +42,8 @@ impl Shared {
     /// files are at least `BLOB_GC_RATIO` garbage, a pass over the tables
     /// that merges each file created before the pass one level down (the
     /// bottom level's in place), relocating the live records it references
-    /// (`BLOB_GC_MAX_BYTES` at most per step). Each step is one bounded
+    /// (`Options::blob_gc_max_bytes` at most per step), and passes repeat
+    /// while they change the garbage. Each step is one bounded
     /// compaction, and a flush goes before the next step. Whether it did
     /// something. Caller holds `version_lock`.
     pub(super) fn reclaim_step(&self) -> Result<bool> {
@@ -96,8 +97,18 @@ impl Shared {
                 st.gc_pass = None;
                 return Ok(false);
             }
-            *st.gc_pass
-                .get_or_insert_with(|| lock(&self.versions).next_file_number)
+            match st.gc_pass {
+                Some(from) => from,
+                None => {
+                    // A pass remembers what it started from: one that changed
+                    // nothing is not repeated, one that did (a compaction
+                    // stops relocating at blob_gc_max_bytes) is.
+                    let from = lock(&self.versions).next_file_number;
+                    st.gc_pass = Some(from);
+                    st.gc_last = signature.clone();
+                    from
+                }
+            }
         };
         // The first file the pass has not rewritten yet (its outputs are
         // numbered from `pass_from` on).
@@ -110,8 +121,8 @@ impl Shared {
         let Some(c) = next else {
             let mut st = lock(&self.state);
             st.gc_pass = None;
-            st.gc_last = signature;
-            return Ok(false);
+            // Another pass follows at once if this one changed the garbage.
+            return Ok(st.gc_last != signature);
         };
         log::info!(
             "blob GC: {} blob files at least half garbage; compacting L{}",
