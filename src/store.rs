@@ -31,6 +31,16 @@ pub enum BatchOp {
     DeleteRange(Vec<u8>, Vec<u8>),
 }
 
+impl BatchOp {
+    /// The bytes of its keys and value.
+    pub fn bytes(&self) -> usize {
+        match self {
+            BatchOp::Put(k, v) | BatchOp::DeleteRange(k, v) => k.len() + v.len(),
+            BatchOp::Delete(k) => k.len(),
+        }
+    }
+}
+
 /// A group of changes applied atomically: after a crash either all or none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
@@ -458,7 +468,9 @@ impl Store for EngineStore {
     }
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
-        let mut b = crate::engine::WriteBatch::new();
+        // A tag and two length prefixes (at most 5 bytes each) per op.
+        let bytes = batch.ops.iter().map(|op| 11 + op.bytes()).sum();
+        let mut b = crate::engine::WriteBatch::with_capacity(bytes);
         let mut deletes = 0;
         for op in &batch.ops {
             match op {

@@ -48,9 +48,15 @@ impl Default for WriteBatch {
 
 impl WriteBatch {
     pub fn new() -> WriteBatch {
-        WriteBatch {
-            rep: vec![0u8; HEADER],
-        }
+        WriteBatch::with_capacity(0)
+    }
+
+    /// An empty batch with room for `bytes` of entries (a large batch then
+    /// never grows by copying what it holds).
+    pub fn with_capacity(bytes: usize) -> WriteBatch {
+        let mut rep = Vec::with_capacity(HEADER + bytes);
+        rep.resize(HEADER, 0);
+        WriteBatch { rep }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {

@@ -6,6 +6,7 @@ use crate::engine::coding::put_varint32;
 use crate::engine::env::{Env, WritableFile};
 use crate::engine::error::Result;
 use crate::engine::filename::blob_file_name;
+use crate::engine::log::format::mask_crc;
 use std::path::Path;
 
 /// Writes one blob file.
@@ -61,19 +62,26 @@ impl BlobWriter {
     }
 
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<BlobRef> {
+        // The header is built apart and the CRC runs over the three parts,
+        // so the value is copied once, into the file's buffer.
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 4]);
         put_varint32(&mut self.buf, key.len() as u32);
         put_varint32(&mut self.buf, value.len() as u32);
-        self.buf.extend_from_slice(key);
-        self.buf.extend_from_slice(value);
-        let crc = record_crc(&self.buf[4..]);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.buf[4..]);
+        h.update(key);
+        h.update(value);
+        let crc = mask_crc(h.finalize());
         self.buf[..4].copy_from_slice(&crc.to_le_bytes());
         self.file.append(&self.buf)?;
+        self.file.append(key)?;
+        self.file.append(value)?;
+        let size = (self.buf.len() + key.len() + value.len()) as u64;
         let r = BlobRef {
             file: self.number,
             offset: self.offset,
-            size: self.buf.len() as u64,
+            size,
         };
         self.offset += r.size;
         self.records += 1;
