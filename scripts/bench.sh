@@ -312,7 +312,13 @@ for T in $TARGETS; do
     "$BIN" stats "$WORK/lsmfs-mnt" >"$WORK/$T-stats.txt" 2>&1 || true
     grep -E '^(transport|fuse_requests|io_uring_requests|io_uring_workers|dev_fuse_requests)' "$WORK/$T-stats.txt" |
       sed "s/^/  $T /" | tee -a "$NOTES"
-    echo "$T data directory after the run: $(du -sh "$WORK/lsmfs-data" | cut -f1)" | tee -a "$NOTES"
+    # The run ends removing everything: idle reclaim gives the space back
+    # once writes pause; wait until the size holds still (at most 60 s).
+    before=$(du -sb "$WORK/lsmfs-data" | cut -f1) t0=$(date +%s) prev=-1 now_size=$before
+    while [ "$now_size" != "$prev" ] && [ $(($(date +%s) - t0)) -lt 60 ]; do
+      sleep 2; prev=$now_size; now_size=$(du -sb "$WORK/lsmfs-data" | cut -f1)
+    done
+    echo "$T data directory after the run: $((before >> 20)) MiB, $((now_size >> 20)) MiB once idle reclaim settled ($(($(date +%s) - t0)) s)" | tee -a "$NOTES"
     lsmfs_umount
     ;;
   *) echo "unknown target $T" >&2 ;;
