@@ -318,7 +318,7 @@ for T in $TARGETS; do
     while [ "$now_size" != "$prev" ] && [ $(($(date +%s) - t0)) -lt 60 ]; do
       sleep 2; prev=$now_size; now_size=$(du -sb "$WORK/lsmfs-data" | cut -f1)
     done
-    echo "$T data directory after the run: $((before >> 20)) MiB, $((now_size >> 20)) MiB once idle reclaim settled ($(($(date +%s) - t0)) s)" | tee -a "$NOTES"
+    echo "$T data directory after the run: $(numfmt --to=iec "$before"), $(numfmt --to=iec "$now_size") once idle reclaim settled ($(($(date +%s) - t0)) s)" | tee -a "$NOTES"
     lsmfs_umount
     ;;
   *) echo "unknown target $T" >&2 ;;
