@@ -143,7 +143,17 @@ impl BlobRef {
 }
 
 pub(super) fn record_crc(body: &[u8]) -> u32 {
-    mask_crc(crc32fast::hash(body))
+    record_crc_of(&[body])
+}
+
+/// `record_crc` of a body given in parts (their concatenation's CRC), so
+/// a writer need not copy them together first.
+pub(super) fn record_crc_of(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    mask_crc(h.finalize())
 }
 
 pub fn decode_ref(dir: &Path, reference: &[u8]) -> Result<BlobRef> {

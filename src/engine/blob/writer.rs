@@ -1,12 +1,13 @@
 //! Writing a blob file (or a blob log): records appended, the footer at
 //! `finish` (the format is in `blob`'s module doc).
 
-use super::{record_crc, BlobFileMeta, BlobRef, BLOB_MAGIC, FOOTER_SIZE, HEADER_SIZE};
+use super::{
+    record_crc, record_crc_of, BlobFileMeta, BlobRef, BLOB_MAGIC, FOOTER_SIZE, HEADER_SIZE,
+};
 use crate::engine::coding::put_varint32;
 use crate::engine::env::{Env, WritableFile};
 use crate::engine::error::Result;
 use crate::engine::filename::blob_file_name;
-use crate::engine::log::format::mask_crc;
 use std::path::Path;
 
 /// Writes one blob file.
@@ -68,11 +69,7 @@ impl BlobWriter {
         self.buf.extend_from_slice(&[0; 4]);
         put_varint32(&mut self.buf, key.len() as u32);
         put_varint32(&mut self.buf, value.len() as u32);
-        let mut h = crc32fast::Hasher::new();
-        h.update(&self.buf[4..]);
-        h.update(key);
-        h.update(value);
-        let crc = mask_crc(h.finalize());
+        let crc = record_crc_of(&[&self.buf[4..], key, value]);
         self.buf[..4].copy_from_slice(&crc.to_le_bytes());
         self.file.append(&self.buf)?;
         self.file.append(key)?;
