@@ -180,7 +180,7 @@ impl BlobPrefetcher {
                         && r.offset >= last
                         && r.offset - last < FIRST_AHEAD as u64 =>
                 {
-                    self.ahead = (self.ahead * 2).clamp(FIRST_AHEAD, self.window.max(FIRST_AHEAD));
+                    self.ahead = (self.ahead * 2).clamp(FIRST_AHEAD.min(self.window), self.window);
                 }
                 Some(_) => self.ahead = 0,
             }
@@ -244,13 +244,19 @@ mod tests {
             pf.bytes_read(),
             meta.file_size
         );
+        // Asked for no read-ahead, it reads each record alone.
+        let mut pf = BlobPrefetcher::new(cache.clone(), 0);
+        for i in 0..refs.len() {
+            get(&mut pf, i);
+        }
+        let records: u64 = refs.iter().map(|r| r.size).sum();
+        assert_eq!(pf.bytes_read(), records);
         let mut pf = BlobPrefetcher::new(cache, window);
         let mut i = 0usize;
         for _ in 0..refs.len() {
             i = (i + 137) % refs.len();
             get(&mut pf, i);
         }
-        let records: u64 = refs.iter().map(|r| r.size).sum();
         assert!(
             pf.bytes_read() <= records + window as u64,
             "random order read {} bytes for {records} of records",
