@@ -290,6 +290,49 @@ fn deleting_a_snapshot_gives_its_space_back_without_a_full_compaction() {
     db.close().expect("close");
 }
 
+/// A view dropped just after its snapshot's delete — the mount's `rmdir
+/// .snapshots/NAME` order — races the background step the delete woke:
+/// a step that saw the view held and found nothing must not put the work
+/// to sleep once the view is gone. Every round's rewrite comes, whenever
+/// the view goes.
+#[test]
+fn a_view_let_go_just_after_the_delete_still_frees_the_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::default()).expect("open");
+    for round in 0..40u32 {
+        for i in 0..50 {
+            db.put(format!("k{i:03}").as_bytes(), &round.to_le_bytes())
+                .expect("put");
+        }
+        let name = format!("s{round}");
+        db.create_snapshot(&name).expect("create");
+        for i in 0..50 {
+            db.put(format!("k{i:03}").as_bytes(), b"newer")
+                .expect("put");
+        }
+        // One bottom table holding both versions of every key.
+        db.compact_range(None, None).expect("compact");
+        let before = db.stats().snapshot_rewrites;
+        let view = db.open_snapshot(&name).expect("open");
+        db.delete_snapshot(&name).expect("delete");
+        // Swept across the background step's time, so that some rounds
+        // let go while it runs; the last rounds after it is done.
+        let pause = if round < 36 {
+            u64::from(round) * 25
+        } else {
+            50_000
+        };
+        std::thread::sleep(std::time::Duration::from_micros(pause));
+        drop(view);
+        let after = eventually(|| db.stats().snapshot_rewrites, |n| n > before);
+        assert!(
+            after > before,
+            "round {round}: no rewrite after the view went"
+        );
+    }
+    db.close().expect("close");
+}
+
 /// kill -9 and power loss at random points around snapshot create and
 /// delete: every acknowledged snapshot is there and exact, every
 /// acknowledged delete is gone, an interrupted one is whole or absent.

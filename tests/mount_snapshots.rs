@@ -230,7 +230,8 @@ fn deleting_a_snapshot_on_a_live_mount_gives_its_space_back() {
     assert!(
         after < limit,
         "deleting the snapshot gives its space back: {after} bytes left of {pinned} \
-         (the tree was {orig_bytes})\n{stats}"
+         (the tree was {orig_bytes})\n{stats}\ndaemon log:\n{}",
+        m.log_text()
     );
     assert!(
         stats.lines().any(

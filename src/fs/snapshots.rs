@@ -118,8 +118,12 @@ impl Snapshots {
         store.snapshots().map_err(errno)
     }
 
+    /// Opened under the `views` lock, as `delete` deletes: a view opened
+    /// just before a delete cannot be put in the map after it (where it
+    /// would pin the deleted snapshot until unmount).
     fn open(&self, store: &Arc<dyn Store>, info: SnapshotInfo) -> FsResult<Arc<View>> {
-        if let Some(v) = lock(&self.views).get(&info.id) {
+        let mut views = lock(&self.views);
+        if let Some(v) = views.get(&info.id) {
             return Ok(v.clone());
         }
         let view_store = store.snapshot_view(&info.name).map_err(errno)?;
@@ -129,10 +133,8 @@ impl Snapshots {
             e.errno
         })?;
         let view = Arc::new(View { info, core });
-        Ok(lock(&self.views)
-            .entry(view.info.id)
-            .or_insert(view)
-            .clone())
+        views.insert(view.info.id, view.clone());
+        Ok(view)
     }
 
     /// The view of the snapshot named `name` (ENOENT if there is none).
@@ -212,8 +214,11 @@ impl Snapshots {
             .find(|s| s.name == name)
             .map(|s| s.id)
             .ok_or(libc::ENOENT)?;
+        let mut views = lock(&self.views);
         store.delete_snapshot(name).map_err(errno)?;
-        lock(&self.views).remove(&id);
+        let view = views.remove(&id);
+        drop(views);
+        drop(view);
         Ok(())
     }
 

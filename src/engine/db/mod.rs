@@ -114,9 +114,20 @@ struct State {
     /// Deleted snapshots whose versions the tables may still keep: (its
     /// sequence, the first file number a flush or compaction that could
     /// not see it may write — set by the first step of `reclaim_retired`
-    /// after no reader holds it). `retired_due`: a step may be possible.
+    /// after no reader holds it). `retired_due`: a step may be possible;
+    /// `retired_wakes` counts the times it was set, so that a step that
+    /// found nothing clears it only if no reader let go meanwhile.
     retired: Vec<(SequenceNumber, Option<u64>)>,
     retired_due: bool,
+    retired_wakes: u64,
+}
+
+impl State {
+    /// A deleted snapshot's space may be given back now.
+    fn wake_retired(&mut self) {
+        self.retired_due = true;
+        self.retired_wakes += 1;
+    }
 }
 
 /// The blob log of the immutable memtable.
@@ -190,7 +201,7 @@ impl Drop for Snapshot {
         if released {
             if let Ok(mut st) = self.shared.state.lock() {
                 if !st.retired.is_empty() {
-                    st.retired_due = true;
+                    st.wake_retired();
                     self.shared.bg_cv.notify_all();
                 }
             }

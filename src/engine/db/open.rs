@@ -160,6 +160,7 @@ impl Db {
             gc_last: Vec::new(),
             retired: Vec::new(),
             retired_due: false,
+            retired_wakes: 0,
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),

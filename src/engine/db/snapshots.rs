@@ -76,7 +76,7 @@ impl Db {
         drop(vs);
         let mut st = lock(&shared.state);
         st.retired.push((seq, None));
-        st.retired_due = true;
+        st.wake_retired();
         shared.bg_cv.notify_all();
         Ok(())
     }
@@ -153,7 +153,11 @@ impl Shared {
     /// records the rewrites let go may call for a GC pass). Whether it did
     /// something. Caller holds `version_lock`.
     pub(super) fn reclaim_retired(&self) -> Result<bool> {
-        let version = lock(&self.state).current.clone();
+        // Read before the stripes: a reader let go after them wakes again.
+        let (version, wakes) = {
+            let st = lock(&self.state);
+            (st.current.clone(), st.retired_wakes)
+        };
         let stripes = self.stripes();
         let live = self.visible_seq.load(Ordering::Acquire);
         let (kept, next_file): (HashSet<SequenceNumber>, u64) = {
@@ -196,7 +200,7 @@ impl Shared {
         let Some(c) = found else {
             let mut st = lock(&self.state);
             st.retired.retain(|r| !waiting.contains(r));
-            st.retired_due = false;
+            st.retired_due = st.retired_wakes != wakes;
             if !waiting.is_empty() {
                 st.reclaim_checked_seq = SequenceNumber::MAX;
             }
