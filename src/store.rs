@@ -16,6 +16,7 @@
 
 pub mod etcd;
 
+use crate::engine::write_batch::OUT_OF_LINE_MIN;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -468,19 +469,27 @@ impl Store for EngineStore {
     }
 
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
-        // A tag and two length prefixes (at most 5 bytes each) per op.
-        let bytes = batch.ops.iter().map(|op| 11 + op.bytes()).sum();
+        // A tag and two length prefixes (at most 5 bytes each) per op; a
+        // large value is moved, not copied (`WriteBatch::put_owned`).
+        let bytes = batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put(k, v) if v.len() >= OUT_OF_LINE_MIN => 11 + k.len(),
+                op => 11 + op.bytes(),
+            })
+            .sum();
         let mut b = crate::engine::WriteBatch::with_capacity(bytes);
         let mut deletes = 0;
-        for op in &batch.ops {
+        for op in batch.ops {
             match op {
-                BatchOp::Put(k, v) => b.put(k, v),
+                BatchOp::Put(k, v) => b.put_owned(&k, v),
                 BatchOp::Delete(k) => {
-                    b.delete(k);
+                    b.delete(&k);
                     deletes += 1;
                 }
                 BatchOp::DeleteRange(s, e) => {
-                    b.delete_range(s, e);
+                    b.delete_range(&s, &e);
                     // Of unknown size: enough to make the next reclaim run.
                     deletes += RECLAIM_MIN_DELETES;
                 }

@@ -22,11 +22,21 @@ pub fn divert_large_values(
     min: usize,
     log: &mut BlobWriter,
 ) -> Result<WriteBatch> {
+    let bad = |m| Error::InvalidArgument(format!("write batch: {m}"));
+    let mut large = Vec::new();
+    for e in batch.iter() {
+        if let BatchEntry::Put(k, v) = e.map_err(bad)? {
+            if v.len() >= min {
+                large.push((k, v));
+            }
+        }
+    }
+    let mut refs = log.add_all(&large)?.into_iter();
     let mut out = WriteBatch::new();
     for e in batch.iter() {
-        match e.map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))? {
+        match e.map_err(bad)? {
             BatchEntry::Put(k, v) if v.len() >= min => {
-                let r = log.add(k, v)?;
+                let r = refs.next().ok_or_else(|| bad("a value lost".into()))?;
                 out.put_blob_ref(k, &r.encode());
             }
             BatchEntry::Put(k, v) => out.put(k, v),

@@ -128,8 +128,8 @@ impl Shared {
             &mut group[0].batch
         } else {
             combined = WriteBatch::new();
-            for p in group.iter() {
-                combined.append(&p.batch);
+            for p in group.iter_mut() {
+                combined.append(std::mem::take(&mut p.batch));
             }
             &mut combined
         };
@@ -143,6 +143,12 @@ impl Shared {
         }
         let user_bytes = batch.approximate_size() as u64;
         let diverted = self.write_blob_log(batch, count > 0, sync)?;
+        if diverted.is_none() {
+            // Values kept out of line that no blob log took.
+            batch
+                .inline_values()
+                .map_err(|m| Error::InvalidArgument(format!("write batch: {m}")))?;
+        }
         let batch: &WriteBatch = diverted.as_ref().unwrap_or(batch);
         {
             let mut log = lock(&self.log);

@@ -32,6 +32,15 @@ use std::path::{Path, PathBuf};
 pub trait WritableFile: Send {
     /// Append bytes. May buffer in user space.
     fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Append the parts in order, as one `append` of their concatenation.
+    /// A large write goes straight to the OS from the parts (`writev`),
+    /// with no copy into a buffer.
+    fn append_vectored(&mut self, parts: &[&[u8]]) -> Result<()> {
+        for p in parts {
+            self.append(p)?;
+        }
+        Ok(())
+    }
     /// Push user-space buffers to the OS (survives process death).
     fn flush(&mut self) -> Result<()>;
     /// flush + fdatasync/fsync (survives power loss).
