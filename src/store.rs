@@ -135,6 +135,13 @@ pub trait Store: Send + Sync {
     }
     /// Apply a batch atomically. Once this returns Ok the batch survives a
     /// kill of the process; with `sync` it also survives power loss.
+    /// A read whose value the operation's commit compares (`Batch::expect`,
+    /// see `fs::shared`): a shared store may serve it from a replica that
+    /// lags (a stale value then fails the compare, and the operation runs
+    /// again). Others: `get`.
+    fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.get(key)
+    }
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()>;
     /// Make everything written so far survive power loss.
     fn sync(&self) -> io::Result<()>;

@@ -15,6 +15,16 @@
 //! the operation's own earlier batch (the allocator's mark) is recorded
 //! with its new value, so the next batch expects that.
 //!
+//! Relaxed first runs: since the commit compares every value read, the
+//! reads need not be linearizable for a run that commits. So the first
+//! run of an operation reads point keys through `Store::get_compared`
+//! (etcd: serializable, no consensus round). A run whose outcome no
+//! compare checked — an error, success with nothing written, or reads
+//! after its last commit — runs again at once on ordinary reads, as does
+//! one that conflicted (not counted as a conflict: the replica lagged).
+//! Within a relaxed run a key already read or written answers from the
+//! read set, so the run never sees its own writes go back in time.
+//!
 //! What a scan found is recorded key by key; a key a scan did *not* find
 //! is not (an expectation names keys). The operations that decide on an
 //! absence read it by point lookup (a name before create, link and
@@ -24,7 +34,7 @@
 
 use super::core::{FsCore, FsResult};
 use crate::store::{is_conflict, Batch, BatchOp, Store};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
@@ -39,6 +49,11 @@ type ReadSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 thread_local! {
     /// The reads of the operation running on this thread, if tracked.
     static READS: RefCell<Option<ReadSet>> = const { RefCell::new(None) };
+    /// This run of the operation reads relaxed (`Store::get_compared`).
+    static RELAXED: Cell<bool> = const { Cell::new(false) };
+    /// This run of the operation has committed a batch, and read nothing
+    /// relaxed since.
+    static COMMITTED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn record(k: &[u8], v: Option<&[u8]>) {
@@ -49,6 +64,16 @@ fn record(k: &[u8], v: Option<&[u8]>) {
                 .or_insert_with(|| v.map(<[u8]>::to_vec));
         }
     });
+}
+
+/// In a relaxed run: the value this run already read or wrote for `k`
+/// (so that it never sees its own keys go back in time on a replica that
+/// lags); None when it has not, or the run is not relaxed.
+fn seen(k: &[u8]) -> Option<Option<Vec<u8>>> {
+    if !RELAXED.with(Cell::get) {
+        return None;
+    }
+    READS.with(|r| r.borrow().as_ref()?.get(k).cloned())
 }
 
 /// The store seen through the read set of the running operation.
@@ -64,7 +89,16 @@ impl Tracked {
 
 impl Store for Tracked {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        let v = self.inner.get(key)?;
+        if let Some(v) = seen(key) {
+            return Ok(v);
+        }
+        let v = if RELAXED.with(Cell::get) {
+            // Unchecked until a commit compares it.
+            COMMITTED.with(|c| c.set(false));
+            self.inner.get_compared(key)?
+        } else {
+            self.inner.get(key)?
+        };
         record(key, v.as_deref());
         Ok(v)
     }
@@ -100,6 +134,7 @@ impl Store for Tracked {
             Some(batch.ops.clone())
         });
         self.inner.write(batch, sync)?;
+        COMMITTED.with(|c| c.set(true));
         if let Some(ops) = ops {
             READS.with(|r| {
                 if let Some(set) = r.borrow_mut().as_mut() {
@@ -149,10 +184,22 @@ impl FsCore {
         if !self.shared() || READS.with(|r| r.borrow().is_some()) {
             return op();
         }
+        // The first run reads relaxed when the store offers it; one whose
+        // outcome no commit checked — an error, or nothing written — or
+        // that conflicted runs again on linearizable reads, and so does
+        // every run after a conflict.
+        let mut relaxed = true;
         for attempt in 0..MAX_TRIES {
             READS.with(|r| *r.borrow_mut() = Some(ReadSet::new()));
+            RELAXED.with(|c| c.set(relaxed));
+            COMMITTED.with(|c| c.set(false));
             let r = op();
             READS.with(|r| *r.borrow_mut() = None);
+            RELAXED.with(|c| c.set(false));
+            let unchecked = r.is_err() || !COMMITTED.with(Cell::get);
+            if std::mem::take(&mut relaxed) && unchecked {
+                continue;
+            }
             match r {
                 Err(ECONFLICT) => {
                     self.count_conflict();
@@ -166,5 +213,107 @@ impl FsCore {
         }
         log::error!("an operation conflicted {MAX_TRIES} times with other mounts; giving up (EIO)");
         Err(libc::EIO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::core::testutil::U;
+    use super::*;
+    use crate::store::MemStore;
+    use std::sync::Mutex;
+
+    /// A shared store whose relaxed reads come from a replica frozen at
+    /// `freeze` (a member that stopped applying), its other reads and its
+    /// commits from the live state.
+    #[derive(Default)]
+    struct Lagging {
+        live: MemStore,
+        replica: Mutex<Option<MemStore>>,
+        relaxed_reads: std::sync::atomic::AtomicU64,
+    }
+
+    impl Lagging {
+        fn freeze(&self) {
+            let copy = MemStore::new();
+            let all = self.live.scan(b"", &[0xff; 32], usize::MAX).expect("scan");
+            let mut b = Batch::new();
+            for (k, v) in all {
+                b.put(k, v);
+            }
+            copy.write(b, false).expect("copy");
+            *self.replica.lock().expect("lock") = Some(copy);
+        }
+    }
+
+    impl Store for Lagging {
+        fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+            self.live.get(key)
+        }
+        fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+            self.relaxed_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.replica.lock().expect("lock").as_ref() {
+                Some(r) => r.get(key),
+                None => self.live.get(key),
+            }
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.live.scan(start, end, limit)
+        }
+        fn write(&self, batch: Batch, sync: bool) -> io::Result<()> {
+            self.live.write(batch, sync)
+        }
+        fn sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
+    /// Operations whose relaxed reads are stale — absent parents, old
+    /// sizes, names already taken — come out as on a fresh store: a stale
+    /// read fails a compare or an error is re-checked on linearizable
+    /// reads. None of it counts as a conflict with another host.
+    #[test]
+    fn stale_relaxed_reads_never_change_an_outcome() {
+        let store = Arc::new(Lagging::default());
+        let core = FsCore::open(store.clone(), false, false).expect("open");
+        store.freeze();
+        let root = super::super::schema::ROOT_INO;
+        let d = core
+            .atomically(|| core.mkdir(U, root, b"d", 0o755))
+            .expect("mkdir");
+        // The replica has no `d`: create in it must still work.
+        let f = core
+            .atomically(|| core.create(U, d.ino, b"f", 0o644))
+            .expect("create in a directory the replica lacks");
+        core.atomically(|| core.write(U, f.ino, 0, b"hello", false))
+            .expect("write");
+        core.atomically(|| core.write(U, f.ino, 5, b" world", false))
+            .expect("a write after one the replica lacks");
+        assert_eq!(core.read(f.ino, 0, 64).expect("read"), b"hello world");
+        // The replica says the name is free; it is not.
+        assert_eq!(
+            core.atomically(|| core.create(U, d.ino, b"f", 0o644)).err(),
+            Some(libc::EEXIST)
+        );
+        core.atomically(|| core.rename(U, d.ino, b"f", root, b"g", 0))
+            .expect("rename");
+        assert_eq!(core.lookup(d.ino, b"f").err(), Some(libc::ENOENT));
+        assert_eq!(core.lookup(root, b"g").expect("lookup").size, 11);
+        assert!(
+            store
+                .relaxed_reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+        assert_eq!(core.conflicts(), 0);
     }
 }
