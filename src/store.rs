@@ -142,6 +142,12 @@ pub trait Store: Send + Sync {
     fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.get(key)
     }
+    /// The values of `keys`, in order, read together: a network store
+    /// answers them in one request (etcd: one read-only transaction,
+    /// linearizable). Others: one `get` each.
+    fn get_many(&self, keys: &[Vec<u8>]) -> io::Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()>;
     /// Make everything written so far survive power loss.
     fn sync(&self) -> io::Result<()>;

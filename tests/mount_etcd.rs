@@ -76,6 +76,35 @@ fn two_mounts_see_each_others_creates_renames_and_deletes() {
         assert!(inos.insert(e.metadata().unwrap().ino()), "{:?}", e.path());
     }
     assert_eq!(inos.len(), 80);
+    // A long listing on B (readdirplus: the entries' attributes read in
+    // one transaction) shows A's sizes and modes.
+    for i in 0..40 {
+        fs::write(a.path(&format!("a{i}")), vec![b'x'; i]).unwrap();
+    }
+    let listing = std::process::Command::new("ls")
+        .args(["-ln"])
+        .arg(&b.mnt)
+        .output()
+        .expect("ls");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    for i in 0..40 {
+        let name = format!("a{i}");
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not in:\n{text}"));
+        let size: usize = line
+            .split_whitespace()
+            .nth(4)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX);
+        assert_eq!(size, i, "{line}");
+    }
+    let stats = fs::read_to_string(b.path(".lsmfs-stats")).expect("stats");
+    assert!(
+        !stats.contains("; 0 multi-key transactions"),
+        "readdirplus read its entries together:\n{stats}"
+    );
     check_clean(&url);
 }
 

@@ -609,6 +609,27 @@ impl FsCore {
         Ok(a)
     }
 
+    /// On a shared store, the attributes of `inos` read together (one
+    /// request; see `Store::get_many`), for the ones that exist; empty
+    /// elsewhere (where `getattr` has the cache and a local store).
+    pub fn getattr_many(&self, inos: &[u64]) -> HashMap<u64, Attr> {
+        if !self.shared || inos.is_empty() {
+            return HashMap::new();
+        }
+        let keys: Vec<Vec<u8>> = inos.iter().map(|&i| inode_key(i)).collect();
+        let Ok(values) = self.store.get_many(&keys) else {
+            return HashMap::new();
+        };
+        inos.iter()
+            .zip(values)
+            .filter_map(|(&ino, v)| {
+                let mut a = Attr::decode(&v?).ok()?;
+                a.ino = ino;
+                Some((ino, a))
+            })
+            .collect()
+    }
+
     pub(super) fn dir_attr(&self, ino: u64) -> FsResult<Attr> {
         let a = self.getattr(ino)?;
         if !a.is_dir() {

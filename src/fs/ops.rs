@@ -30,6 +30,8 @@ use std::time::Duration;
 
 /// We are the only writer, so the kernel may cache names and attributes.
 pub const TTL: Duration = Duration::from_secs(1);
+/// Entries whose attributes a readdirplus on a shared store reads at once.
+const READDIRPLUS_AHEAD: usize = 64;
 /// `st_blksize` of every file: the chunk size.
 pub const BLKSIZE: u32 = 4096;
 
@@ -618,6 +620,19 @@ impl FsOps {
             Some(a) => a.parent,
             None => self.attr_of(ino).map_or(ROOT_INO, |a| a.parent),
         };
+        // On a shared store, the attributes of the entries likely to fit
+        // are read in one request, not one each.
+        let mut ahead = HashMap::new();
+        if plus && self.core.shared() && !matches!(self.at(ino), Ok(At::View(..))) {
+            let from = offset.saturating_sub(2) as usize;
+            let inos: Vec<u64> = list
+                .iter()
+                .skip(from)
+                .take(READDIRPLUS_AHEAD)
+                .map(|(c, _, _)| *c)
+                .collect();
+            ahead = self.core.getattr_many(&inos);
+        }
         let mut i = offset;
         while i < list.len() as u64 + 2 {
             let (child, kind, name): (u64, u8, &[u8]) = match i {
@@ -631,7 +646,7 @@ impl FsOps {
             let attr = match (plus, i) {
                 (false, _) => None,
                 (true, 0) => me.clone(),
-                (true, _) => match self.attr_of(child) {
+                (true, _) => match ahead.remove(&child).map_or_else(|| self.attr_of(child), Ok) {
                     Ok(a) => Some(a),
                     // Gone since the listing was taken: skipped.
                     Err(_) => {

@@ -103,6 +103,14 @@ impl Store for Tracked {
         Ok(v)
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> io::Result<Vec<Option<Vec<u8>>>> {
+        let out = self.inner.get_many(keys)?;
+        for (k, v) in keys.iter().zip(&out) {
+            record(k, v.as_deref());
+        }
+        Ok(out)
+    }
+
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let out = self.inner.scan(start, end, limit)?;
         for (k, v) in &out {

@@ -30,7 +30,7 @@ pub use target::{is_etcd, Access, EtcdArgs, EtcdUrl, PASSWORD_ENV};
 use super::{Batch, Store};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KvClient, TlsOptions, Txn, TxnOp,
+    KvClient, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,9 @@ use txn::NetBatch;
 
 /// Keys per range request of a scan.
 const PAGE: usize = 512;
+/// Reads per transaction of `get_many`: etcd's default `--max-txn-ops`,
+/// so a cluster started without raising it serves them too.
+const MAX_TXN_READS: usize = 128;
 /// How long one request may take before it is abandoned (and retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an unavailable cluster is retried before EIO.
@@ -50,6 +53,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 struct Counters {
     gets: AtomicU64,
     serializable_gets: AtomicU64,
+    multi_gets: AtomicU64,
     ranges: AtomicU64,
     txns: AtomicU64,
     txn_ops: AtomicU64,
@@ -268,6 +272,42 @@ impl Store for EtcdStore {
         self.get_with(key, Some(GetOptions::new().with_serializable()))
     }
 
+    /// One read-only transaction per `MAX_TXN_READS` keys.
+    fn get_many(&self, keys: &[Vec<u8>]) -> io::Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for part in keys.chunks(MAX_TXN_READS) {
+            self.n.gets.fetch_add(part.len() as u64, Ordering::Relaxed);
+            self.n.multi_gets.fetch_add(1, Ordering::Relaxed);
+            let ops: Vec<TxnOp> = part.iter().map(|k| TxnOp::get(self.key(k), None)).collect();
+            let txn = Txn::new().and_then(ops);
+            let r = self.call("read of several keys", |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })?;
+            let answers = r.op_responses();
+            if answers.len() != part.len() {
+                log::error!(
+                    "etcd answered {} of {} reads in one transaction",
+                    answers.len(),
+                    part.len()
+                );
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            for a in answers {
+                let TxnOpResponse::Get(mut g) = a else {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                };
+                out.push(
+                    g.take_kvs()
+                        .into_iter()
+                        .next()
+                        .map(|kv| kv.into_key_value().1),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         self.scan_visit(start, end, limit, &mut |k, v| {
@@ -394,11 +434,12 @@ impl Store for EtcdStore {
     fn stats_text(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "store etcd {}\netcd_gets {} ({} serializable)\netcd_ranges {}\netcd_txns {}\netcd_txn_ops {}\n\
+            "store etcd {}\netcd_gets {} ({} serializable; {} multi-key transactions)\netcd_ranges {}\netcd_txns {}\netcd_txn_ops {}\n\
              etcd_txn_bytes {}\netcd_conflicts {}\netcd_retries {}\netcd_refused {}\n",
             self.shown,
             n(&self.n.gets),
             n(&self.n.serializable_gets),
+            n(&self.n.multi_gets),
             n(&self.n.ranges),
             n(&self.n.txns),
             n(&self.n.txn_ops),
