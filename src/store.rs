@@ -135,11 +135,12 @@ pub trait Store: Send + Sync {
     }
     /// Apply a batch atomically. Once this returns Ok the batch survives a
     /// kill of the process; with `sync` it also survives power loss.
-    /// A read whose value the operation's commit compares (`Batch::expect`,
-    /// see `fs::shared`): a shared store may serve it from a replica that
-    /// lags (a stale value then fails the compare, and the operation runs
-    /// again). Others: `get`.
-    fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    /// A read that a shared store may serve from a replica that lags,
+    /// though never from one behind what this store has already seen (its
+    /// own commits, its earlier reads). For reads whose staleness is
+    /// checked (a commit's compares, `fs::shared`) or allowed (the kernel
+    /// caches names and attributes for 1 s anyway). Others: `get`.
+    fn get_relaxed(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.get(key)
     }
     /// The values of `keys`, in order, read together: a network store

@@ -421,3 +421,33 @@ fn auth_and_client_certificates_are_required_and_never_shown() {
     ]);
     assert!(ok && keys.contains("secure/"), "{keys}");
 }
+
+/// lookup and getattr read serializable, yet a mount always sees its own
+/// changes at once: a member behind what the mount has seen is read again
+/// linearizable (`EtcdStore::get_relaxed`).
+#[test]
+fn a_mount_always_sees_its_own_changes_at_once() {
+    let cluster = EtcdCluster::start();
+    let m = Mounted::on_url(&cluster.url("own"), &[]);
+    for i in 0..200usize {
+        let p = m.path(&format!("f{}", i % 7));
+        fs::write(&p, vec![b'y'; i]).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().len(),
+            i as u64,
+            "size after write {i}"
+        );
+        let q = m.path(&format!("g{i}"));
+        fs::rename(&p, &q).unwrap();
+        assert!(!p.exists(), "old name after rename {i}");
+        assert_eq!(
+            fs::metadata(&q).unwrap().len(),
+            i as u64,
+            "new name after rename {i}"
+        );
+        fs::remove_file(&q).unwrap();
+        assert!(!q.exists(), "after unlink {i}");
+    }
+    let stats = fs::read_to_string(m.path(".lsmfs-stats")).expect("stats");
+    assert!(stats.contains("serializable"), "{stats}");
+}

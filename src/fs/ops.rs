@@ -292,7 +292,7 @@ impl FsOps {
             return Self::entry(self.snaps.dir_attr(&self.core));
         }
         let found = match self.at(parent)? {
-            At::Live(p) => self.core.lookup(p, name),
+            At::Live(p) => self.core.relaxed(|| self.core.lookup(p, name)),
             At::Stats => Err(libc::ENOTDIR),
             At::Dir => self
                 .snaps
@@ -316,7 +316,7 @@ impl FsOps {
                 ttl: Duration::ZERO,
             });
         }
-        Self::entry(self.attr_of(ino))
+        Self::entry(self.core.relaxed(|| self.attr_of(ino)))
     }
 
     /// An inode's attributes, whichever tree it is in.

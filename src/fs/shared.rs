@@ -17,7 +17,7 @@
 //!
 //! Relaxed first runs: since the commit compares every value read, the
 //! reads need not be linearizable for a run that commits. So the first
-//! run of an operation reads point keys through `Store::get_compared`
+//! run of an operation reads point keys through `Store::get_relaxed`
 //! (etcd: serializable, no consensus round). A run whose outcome no
 //! compare checked — an error, success with nothing written, or reads
 //! after its last commit — runs again at once on ordinary reads, as does
@@ -49,7 +49,7 @@ type ReadSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 thread_local! {
     /// The reads of the operation running on this thread, if tracked.
     static READS: RefCell<Option<ReadSet>> = const { RefCell::new(None) };
-    /// This run of the operation reads relaxed (`Store::get_compared`).
+    /// This run of the operation reads relaxed (`Store::get_relaxed`).
     static RELAXED: Cell<bool> = const { Cell::new(false) };
     /// This run of the operation has committed a batch, and read nothing
     /// relaxed since.
@@ -95,7 +95,7 @@ impl Store for Tracked {
         let v = if RELAXED.with(Cell::get) {
             // Unchecked until a commit compares it.
             COMMITTED.with(|c| c.set(false));
-            self.inner.get_compared(key)?
+            self.inner.get_relaxed(key)?
         } else {
             self.inner.get(key)?
         };
@@ -186,6 +186,19 @@ pub(super) fn errno_of(e: &io::Error) -> Option<i32> {
 }
 
 impl FsCore {
+    /// Run a read that answers the kernel (lookup, getattr) on relaxed
+    /// reads (`Store::get_relaxed`: never behind what this mount has seen,
+    /// at most as stale as the kernel's 1 s caching allows anyway).
+    pub fn relaxed<T>(&self, read: impl FnOnce() -> T) -> T {
+        if !self.shared() || READS.with(|r| r.borrow().is_some()) {
+            return read();
+        }
+        RELAXED.with(|c| c.set(true));
+        let r = read();
+        RELAXED.with(|c| c.set(false));
+        r
+    }
+
     /// Run one operation; on a shared store, with its reads tracked and
     /// re-run from the start while another host's commit conflicts with it.
     pub fn atomically<T>(&self, op: impl Fn() -> FsResult<T>) -> FsResult<T> {
@@ -258,7 +271,7 @@ mod tests {
         fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
             self.live.get(key)
         }
-        fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        fn get_relaxed(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
             self.relaxed_reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match self.replica.lock().expect("lock").as_ref() {

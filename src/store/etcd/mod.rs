@@ -30,10 +30,10 @@ pub use target::{is_etcd, Access, EtcdArgs, EtcdUrl, PASSWORD_ENV};
 use super::{Batch, Store};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KvClient, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    KvClient, ResponseHeader, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use txn::NetBatch;
 
@@ -54,6 +54,7 @@ struct Counters {
     gets: AtomicU64,
     serializable_gets: AtomicU64,
     multi_gets: AtomicU64,
+    behind: AtomicU64,
     ranges: AtomicU64,
     txns: AtomicU64,
     txn_ops: AtomicU64,
@@ -69,6 +70,8 @@ pub struct EtcdStore {
     prefix: Vec<u8>,
     shown: String,
     n: Counters,
+    /// The newest revision any response showed (see `get_relaxed`).
+    seen: AtomicI64,
 }
 
 /// What an etcd error means for the filesystem, and whether to retry it.
@@ -169,6 +172,7 @@ impl EtcdStore {
             prefix: url.prefix.clone(),
             shown: shown.clone(),
             n: Counters::default(),
+            seen: AtomicI64::new(0),
         };
         let mut probe = store.kv.clone();
         let key = store.key(b"Mformat");
@@ -191,17 +195,30 @@ impl EtcdStore {
     }
 
     /// One key's value (linearizable unless `opts` say otherwise).
-    fn get_with(&self, key: &[u8], opts: Option<GetOptions>) -> io::Result<Option<Vec<u8>>> {
+    /// One key's value (linearizable unless `opts` say otherwise), and the
+    /// revision of the member that answered.
+    fn get_with(&self, key: &[u8], opts: Option<GetOptions>) -> io::Result<(Option<Vec<u8>>, i64)> {
         self.n.gets.fetch_add(1, Ordering::Relaxed);
         let k = self.key(key);
         let mut r = self.call("get", |mut kv| {
             let (k, opts) = (k.clone(), opts.clone());
             async move { kv.get(k, opts).await }
         })?;
-        Ok(r.take_kvs()
+        let rev = self.saw(r.header());
+        let v = r
+            .take_kvs()
             .into_iter()
             .next()
-            .map(|kv| kv.into_key_value().1))
+            .map(|kv| kv.into_key_value().1);
+        Ok((v, rev))
+    }
+
+    /// Note the revision a response carries (the newest this store has
+    /// seen never goes back); that revision.
+    fn saw(&self, h: Option<&ResponseHeader>) -> i64 {
+        let rev = h.map_or(0, |h| h.revision());
+        self.seen.fetch_max(rev, Ordering::Relaxed);
+        rev
     }
 
     fn key(&self, k: &[u8]) -> Vec<u8> {
@@ -261,15 +278,23 @@ fn one_line(e: &etcd_client::Error) -> String {
 
 impl Store for EtcdStore {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        self.get_with(key, None)
+        self.get_with(key, None).map(|(v, _)| v)
     }
 
     /// Serializable: served by the member the client talks to, without the
-    /// round of consensus a linearizable read waits for (the commit's
-    /// compares catch a value that member had not caught up on).
-    fn get_compared(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        self.n.serializable_gets.fetch_add(1, Ordering::Relaxed);
-        self.get_with(key, Some(GetOptions::new().with_serializable()))
+    /// round of consensus a linearizable read waits for; if that member
+    /// is behind the newest revision this store has seen, read again
+    /// linearizable (so this mount never sees its own writes, or anything
+    /// it saw, go back in time).
+    fn get_relaxed(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        let floor = self.seen.load(Ordering::Relaxed);
+        let (v, rev) = self.get_with(key, Some(GetOptions::new().with_serializable()))?;
+        if rev >= floor {
+            self.n.serializable_gets.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.n.behind.fetch_add(1, Ordering::Relaxed);
+        self.get(key)
     }
 
     /// One read-only transaction per `MAX_TXN_READS` keys.
@@ -284,6 +309,7 @@ impl Store for EtcdStore {
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })?;
+            self.saw(r.header());
             let answers = r.op_responses();
             if answers.len() != part.len() {
                 log::error!(
@@ -340,7 +366,7 @@ impl Store for EtcdStore {
                 async move { kv.get(from, Some(opts)).await }
             })?;
             if revision == 0 {
-                revision = r.header().map_or(0, |h| h.revision());
+                revision = self.saw(r.header());
             }
             let more = r.more();
             let kvs = r.take_kvs();
@@ -407,6 +433,9 @@ impl Store for EtcdStore {
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         });
+        if let Ok(r) = &r {
+            self.saw(r.header());
+        }
         match r {
             Ok(r) if r.succeeded() => Ok(()),
             Ok(_) => {
@@ -434,11 +463,12 @@ impl Store for EtcdStore {
     fn stats_text(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "store etcd {}\netcd_gets {} ({} serializable; {} multi-key transactions)\netcd_ranges {}\netcd_txns {}\netcd_txn_ops {}\n\
+            "store etcd {}\netcd_gets {} ({} serializable, {} re-read on a member behind; {} multi-key transactions)\netcd_ranges {}\netcd_txns {}\netcd_txn_ops {}\n\
              etcd_txn_bytes {}\netcd_conflicts {}\netcd_retries {}\netcd_refused {}\n",
             self.shown,
             n(&self.n.gets),
             n(&self.n.serializable_gets),
+            n(&self.n.behind),
             n(&self.n.multi_gets),
             n(&self.n.ranges),
             n(&self.n.txns),
