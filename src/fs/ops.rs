@@ -540,7 +540,7 @@ impl FsOps {
     pub fn opendir(&self, ino: u64) -> Result<Opened, i32> {
         match self.at(ino)? {
             At::Live(i) => {
-                if !self.core.getattr(i)?.is_dir() {
+                if !self.core.relaxed(|| self.core.getattr(i))?.is_dir() {
                     return Err(libc::ENOTDIR);
                 }
                 self.core.open_file(i)?;
@@ -605,6 +605,8 @@ impl FsOps {
     /// Hand the entries from `offset` on to `add` until it is full: `.`
     /// and `..` first, then the listing. With `plus`, each carries its
     /// attributes; one whose attributes cannot be read ends the batch.
+    /// On a shared store the directory's own attributes are relaxed reads
+    /// (`FsCore::relaxed`); its listing and its entries' attributes are not.
     pub fn readdir(
         &self,
         ino: u64,
@@ -614,11 +616,12 @@ impl FsOps {
         add: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<(), i32> {
         use super::inode::KIND_DIR;
-        let list = self.dir_list(ino, fh, offset)?;
-        let me = if plus { Some(self.attr_of(ino)?) } else { None };
+        let relaxed_attr = |i| self.core.relaxed(|| self.attr_of(i));
+        let list = self.core.relaxed(|| self.dir_list(ino, fh, offset))?;
+        let me = if plus { Some(relaxed_attr(ino)?) } else { None };
         let parent = match &me {
             Some(a) => a.parent,
-            None => self.attr_of(ino).map_or(ROOT_INO, |a| a.parent),
+            None => relaxed_attr(ino).map_or(ROOT_INO, |a| a.parent),
         };
         // On a shared store, the attributes of the entries likely to fit
         // are read in one request, not one each.
@@ -646,7 +649,7 @@ impl FsOps {
             let attr = match (plus, i) {
                 (false, _) => None,
                 (true, 0) => me.clone(),
-                (true, _) => match ahead.remove(&child).map_or_else(|| self.attr_of(child), Ok) {
+                (true, _) => match ahead.remove(&child).map_or_else(|| relaxed_attr(child), Ok) {
                     Ok(a) => Some(a),
                     // Gone since the listing was taken: skipped.
                     Err(_) => {
