@@ -451,3 +451,25 @@ fn a_mount_always_sees_its_own_changes_at_once() {
     let stats = fs::read_to_string(m.path(".lsmfs-stats")).expect("stats");
     assert!(stats.contains("serializable"), "{stats}");
 }
+
+/// An unlinked file open twice survives the first close: a close drops
+/// one handle whatever the store answers (an operation's relaxed first
+/// run is re-run, the handle count is not counted down twice).
+#[test]
+fn an_unlinked_file_open_twice_survives_its_first_close() {
+    use std::io::{Read, Seek};
+    let cluster = EtcdCluster::start();
+    let m = Mounted::on_url(&cluster.url("twice"), &[]);
+    let p = m.path("f");
+    fs::write(&p, b"still here").unwrap();
+    let first = fs::File::open(&p).unwrap();
+    let mut second = fs::File::open(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    drop(first);
+    // RELEASE is sent in the background: give it time to arrive.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut got = Vec::new();
+    second.rewind().unwrap();
+    second.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"still here");
+}

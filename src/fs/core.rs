@@ -763,22 +763,44 @@ impl FsCore {
 
     /// Drop an open handle; the last one of an unlinked inode reclaims it.
     pub fn release_file(&self, ino: u64) -> FsResult<()> {
-        let g = self.lock_inodes(&[ino]);
-        let last = {
-            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            match open.get_mut(&ino) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    open.remove(&ino);
-                    true
-                }
-                None => false,
+        if !self.drop_handle(ino) {
+            return Ok(());
+        }
+        self.reclaim_if_unlinked(ino)
+    }
+
+    /// Drop one open handle of `ino` (memory only, so never to be re-run
+    /// by `atomically`); whether it was the last.
+    pub fn drop_handle(&self, ino: u64) -> bool {
+        let _g = self.lock_inodes(&[ino]);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        match open.get_mut(&ino) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
             }
-        };
-        if !last || self.read_only {
+            Some(_) => {
+                open.remove(&ino);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After the last handle went: reclaim `ino` if it is unlinked and
+    /// nobody opened it again (an unlinked inode cannot be). Safe to run
+    /// again: a reclaimed inode is gone.
+    pub fn reclaim_if_unlinked(&self, ino: u64) -> FsResult<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let g = self.lock_inodes(&[ino]);
+        if self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&ino)
+        {
             return Ok(());
         }
         match self.getattr(ino) {

@@ -525,7 +525,11 @@ impl FsOps {
     /// is gone, and its counts with it).
     fn release_ino(&self, ino: u64) -> Result<(), i32> {
         match self.at(ino) {
-            Ok(At::Live(i)) => self.core.atomically(|| self.core.release_file(i)),
+            // The handle is dropped once; only the store part may re-run.
+            Ok(At::Live(i)) if self.core.drop_handle(i) => {
+                self.core.atomically(|| self.core.reclaim_if_unlinked(i))
+            }
+            Ok(At::Live(_)) => Ok(()),
             Ok(At::View(v, i)) => v.core.release_file(i),
             Ok(At::Dir | At::Stats) | Err(libc::ENOENT) => Ok(()),
             Err(e) => Err(e),
