@@ -19,13 +19,13 @@
 //! carries its reference; replay reads the value back from there.
 //!
 //! In memory only, a large value given by value (`put_owned`) stays out
-//! of line — `0x04 varint32(klen) key varint32(index)` into the batch's
-//! own list of values — so that a MiB of file data is moved, not copied,
+//! of line — `0x04 varint32(klen) key`, the n-th such entry's value being
+//! the n-th of the batch's own list of values — so that a MiB of file data is moved, not copied,
 //! on its way to the blob log. Such a batch is never logged as it is: the
 //! write path diverts those values to the blob log or `inline_values`
 //! first, and a WAL record holding tag 4 does not decode.
 
-use super::coding::{put_length_prefixed, put_varint32, Decoder};
+use super::coding::{put_length_prefixed, Decoder};
 use super::dbformat::{ValueType, MAX_SEQUENCE};
 use super::memtable::MemTable;
 use super::range_del::RangeTombstone;
@@ -39,9 +39,8 @@ const TAG_OUT_OF_LINE: u8 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteBatch {
     rep: Vec<u8>,
-    /// Out-of-line values (tag 4), and their bytes.
+    /// Out-of-line values (tag 4), in entry order.
     values: Vec<Vec<u8>>,
-    values_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +72,6 @@ impl WriteBatch {
         WriteBatch {
             rep,
             values: Vec::new(),
-            values_bytes: 0,
         }
     }
 
@@ -93,14 +91,12 @@ impl WriteBatch {
     /// A put that takes its value: a large one is kept out of line (moved,
     /// not copied; see the module doc).
     pub fn put_owned(&mut self, key: &[u8], value: Vec<u8>) {
-        if value.len() < OUT_OF_LINE_MIN || self.values.len() >= u32::MAX as usize {
+        if value.len() < OUT_OF_LINE_MIN {
             return self.put(key, &value);
         }
         self.set_count(self.count() + 1);
         self.rep.push(TAG_OUT_OF_LINE);
         put_length_prefixed(&mut self.rep, key);
-        put_varint32(&mut self.rep, self.values.len() as u32);
-        self.values_bytes += value.len();
         self.values.push(value);
     }
 
@@ -114,7 +110,7 @@ impl WriteBatch {
         if self.values.is_empty() {
             return Ok(());
         }
-        let mut out = WriteBatch::with_capacity(self.rep.len() + self.values_bytes);
+        let mut out = WriteBatch::with_capacity(self.approximate_size());
         out.append_entries(self)?;
         out.set_sequence(self.sequence());
         *self = out;
@@ -141,7 +137,6 @@ impl WriteBatch {
         self.rep.clear();
         self.rep.resize(HEADER, 0);
         self.values.clear();
-        self.values_bytes = 0;
     }
 
     pub fn count(&self) -> u32 {
@@ -157,7 +152,7 @@ impl WriteBatch {
     }
 
     pub fn approximate_size(&self) -> usize {
-        self.rep.len() + self.values_bytes
+        self.rep.len() + self.values.iter().map(Vec::len).sum::<usize>()
     }
 
     pub fn sequence(&self) -> u64 {
@@ -171,42 +166,10 @@ impl WriteBatch {
     }
 
     /// Append `other`'s entries (group commit); its out-of-line values
-    /// are moved over.
+    /// are moved over, after this batch's own as its entries are.
     pub fn append(&mut self, mut other: WriteBatch) {
         self.set_count(self.count() + other.count());
-        if other.values.is_empty() {
-            self.rep.extend_from_slice(&other.rep[HEADER..]);
-            return;
-        }
-        // Renumber the out-of-line entries after this batch's own.
-        let base = self.values.len();
-        let mut d = Decoder::new(&other.rep[HEADER..]);
-        while !d.is_empty() {
-            let start = d.pos;
-            let tag = d.u8();
-            let key = d.length_prefixed();
-            let (Some(tag), Some(key)) = (tag, key) else {
-                self.rep.extend_from_slice(&other.rep[HEADER + start..]);
-                break;
-            };
-            if tag == TAG_OUT_OF_LINE {
-                let Some(i) = d.varint32() else {
-                    self.rep.extend_from_slice(&other.rep[HEADER + start..]);
-                    break;
-                };
-                self.rep.push(TAG_OUT_OF_LINE);
-                put_length_prefixed(&mut self.rep, key);
-                put_varint32(&mut self.rep, (base + i as usize) as u32);
-            } else {
-                if tag != 0 && d.length_prefixed().is_none() {
-                    self.rep.extend_from_slice(&other.rep[HEADER + start..]);
-                    break;
-                }
-                self.rep
-                    .extend_from_slice(&other.rep[HEADER + start..HEADER + d.pos]);
-            }
-        }
-        self.values_bytes += other.values_bytes;
+        self.rep.extend_from_slice(&other.rep[HEADER..]);
         self.values.append(&mut other.values);
     }
 
@@ -242,14 +205,13 @@ impl WriteBatch {
         Ok(WriteBatch {
             rep: data,
             values: Vec::new(),
-            values_bytes: 0,
         })
     }
 
     pub fn iter(&self) -> BatchIter<'_> {
         BatchIter {
             d: Decoder::new(&self.rep[HEADER..]),
-            values: &self.values,
+            values: self.values.iter(),
             failed: false,
         }
     }
@@ -296,7 +258,8 @@ impl WriteBatch {
 
 pub struct BatchIter<'a> {
     d: Decoder<'a>,
-    values: &'a [Vec<u8>],
+    /// The out-of-line values still to be met.
+    values: std::slice::Iter<'a, Vec<u8>>,
     failed: bool,
 }
 
@@ -316,13 +279,10 @@ impl<'a> Iterator for BatchIter<'a> {
                 0 => Some(Ok(BatchEntry::Delete(key))),
                 2 => Some(Ok(BatchEntry::DeleteRange(key, self.d.length_prefixed()?))),
                 3 => Some(Ok(BatchEntry::BlobRef(key, self.d.length_prefixed()?))),
-                TAG_OUT_OF_LINE if !self.values.is_empty() => {
-                    let i = self.d.varint32()? as usize;
-                    Some(match self.values.get(i) {
-                        Some(v) => Ok(BatchEntry::Put(key, v)),
-                        None => Err(format!("out-of-line value {i} missing at byte {at}")),
-                    })
-                }
+                TAG_OUT_OF_LINE => Some(match self.values.next() {
+                    Some(v) => Ok(BatchEntry::Put(key, v)),
+                    None => Err(format!("unknown write batch tag 4 at byte {at}")),
+                }),
                 t => Some(Err(format!("unknown write batch tag {t} at byte {at}"))),
             }
         })();
