@@ -587,24 +587,14 @@ impl FsCore {
         if self.shared {
             // Another host may have changed it: always the store's.
             let v = self.store.get(&inode_key(ino)).map_err(io_errno)?;
-            let mut a = Attr::decode(&v.ok_or(libc::ENOENT)?).map_err(|e| {
-                log::error!("inode {ino}: {e}");
-                libc::EIO
-            })?;
-            a.ino = ino;
-            return Ok(a);
+            return decode_inode(ino, &v.ok_or(libc::ENOENT)?);
         }
         if let Some(a) = self.cache.get(ino) {
             return Ok(a);
         }
         let seen = self.cache.version(ino);
         let v = self.store.get(&inode_key(ino)).map_err(io_errno)?;
-        let v = v.ok_or(libc::ENOENT)?;
-        let mut a = Attr::decode(&v).map_err(|e| {
-            log::error!("inode {ino}: {e}");
-            libc::EIO
-        })?;
-        a.ino = ino;
+        let a = decode_inode(ino, &v.ok_or(libc::ENOENT)?)?;
         self.cache.fill(ino, &a, seen);
         Ok(a)
     }
@@ -622,11 +612,7 @@ impl FsCore {
         };
         inos.iter()
             .zip(values)
-            .filter_map(|(&ino, v)| {
-                let mut a = Attr::decode(&v?).ok()?;
-                a.ino = ino;
-                Some((ino, a))
-            })
+            .filter_map(|(&ino, v)| Some((ino, decode_inode(ino, &v?).ok()?)))
             .collect()
     }
 
@@ -855,6 +841,16 @@ impl FsCore {
 /// Convenience for tests and tools: `st_mode` for a kind and permissions.
 pub fn mode_of(kind: u8, perm: u32) -> u32 {
     super::inode::type_bits(kind) | (perm & 0o7777)
+}
+
+/// Inode `ino`'s record, decoded (EIO, logged, if it cannot be).
+fn decode_inode(ino: u64, v: &[u8]) -> FsResult<Attr> {
+    let mut a = Attr::decode(v).map_err(|e| {
+        log::error!("inode {ino}: {e}");
+        libc::EIO
+    })?;
+    a.ino = ino;
+    Ok(a)
 }
 
 #[cfg(test)]

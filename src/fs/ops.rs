@@ -609,8 +609,9 @@ impl FsOps {
     /// Hand the entries from `offset` on to `add` until it is full: `.`
     /// and `..` first, then the listing. With `plus`, each carries its
     /// attributes; one whose attributes cannot be read ends the batch.
-    /// On a shared store the directory's own attributes are relaxed reads
-    /// (`FsCore::relaxed`); its listing and its entries' attributes are not.
+    /// On a shared store the point reads here are relaxed
+    /// (`FsCore::relaxed`); the listing's scan and the entries' attributes
+    /// read together (`FsCore::getattr_many`) are not.
     pub fn readdir(
         &self,
         ino: u64,
