@@ -86,7 +86,7 @@ fn step(
     match (rng.gen_range(0..10), file) {
         (0..=2, _) | (_, None) => {
             let p = format!("{dir}/f{n}");
-            let len = [0usize, 10, 3000, 70_000, 200_000][rng.gen_range(0..5)];
+            let len = [0usize, 10, 3000, 70_000, 200_000, 300_000][rng.gen_range(0..6)];
             let data: Vec<u8> = (0..len).map(|i| (i as u8) ^ (n as u8)).collect();
             let a = fs.create(C, resolve(fs, &dir)?, format!("f{n}").as_bytes(), 0o644)?;
             if !data.is_empty() {

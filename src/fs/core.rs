@@ -285,22 +285,23 @@ impl FsCore {
                 let ver = v
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                if ver != Some(FORMAT_VERSION) && ver != Some(FORMAT_UPGRADABLE) {
+                let older = ver.filter(|v| FORMAT_UPGRADABLE.contains(v));
+                if ver != Some(FORMAT_VERSION) && older.is_none() {
                     let found = ver.map_or("an unreadable format record".into(), |v| {
                         format!("format {v}")
                     });
                     return Err(OpenError::refused(format!(
                         "the store holds a filesystem of {found}; this lsmfs reads formats \
-                         {FORMAT_UPGRADABLE} and {FORMAT_VERSION} only"
+                         {FORMAT_UPGRADABLE:?} and {FORMAT_VERSION} only"
                     )));
                 }
-                if ver == Some(FORMAT_UPGRADABLE) && !read_only {
+                if let (Some(old), false) = (older, read_only) {
                     let mut b = Batch::new();
                     b.put(meta_key("format"), FORMAT_VERSION.to_be_bytes().to_vec());
                     store.write(b, true).map_err(io_errno)?;
                     log::info!(
-                        "filesystem format {FORMAT_UPGRADABLE} upgraded to {FORMAT_VERSION} \
-                         (inode records now count their chunks)"
+                        "filesystem format {old} upgraded to {FORMAT_VERSION} \
+                         (inode records count their chunks; files may hold extents)"
                     );
                 }
                 let hwm = store
@@ -953,7 +954,7 @@ mod tests {
     }
 
     /// A format-2 store (inode records without a chunk count) is read as
-    /// it is, and marked format 3 only by a read-write open.
+    /// it is, and marked the current format only by a read-write open.
     #[test]
     fn format_2_is_read_and_upgraded() {
         let (store, f) = fs();
@@ -972,11 +973,41 @@ mod tests {
         assert_eq!(format(), Some(2u32.to_be_bytes().to_vec()));
         drop(ro);
         let rw = FsCore::open(store.clone(), false, false).unwrap();
-        assert_eq!(format(), Some(3u32.to_be_bytes().to_vec()));
+        assert_eq!(format(), Some(FORMAT_VERSION.to_be_bytes().to_vec()));
         assert_eq!(rw.getattr(a.ino).unwrap(), a);
         rw.write(U, a.ino, 0, b"new", false).unwrap();
         assert_eq!(rw.getattr(a.ino).unwrap().chunks, 3);
         assert_eq!(rw.read(a.ino, 0, 4).unwrap(), b"new\x07");
+    }
+
+    /// A format-3 store (page chunks only) is read as it is, marked format
+    /// 4 by a read-write open, and then takes extents beside its chunks.
+    #[test]
+    fn format_3_is_read_and_upgraded() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let old: Vec<u8> = (0..40 * CHUNK_SIZE as usize).map(|i| i as u8).collect();
+        for (i, page) in old.chunks(CHUNK_SIZE as usize).enumerate() {
+            f.write(U, a.ino, i as u64 * CHUNK_SIZE, page, false)
+                .unwrap();
+        }
+        drop(f);
+        let mut b = Batch::new();
+        b.put(meta_key("format"), 3u32.to_be_bytes().to_vec());
+        store.write(b, false).unwrap();
+        let format = || store.get(&meta_key("format")).unwrap();
+        let ro = FsCore::open(store.clone(), false, true).unwrap();
+        assert_eq!(ro.read(a.ino, 0, 1 << 20).unwrap(), old);
+        assert_eq!(format(), Some(3u32.to_be_bytes().to_vec()));
+        drop(ro);
+        let rw = FsCore::open(store.clone(), false, false).unwrap();
+        assert_eq!(format(), Some(4u32.to_be_bytes().to_vec()));
+        let slot = vec![9u8; EXTENT_SIZE as usize];
+        rw.write(U, a.ino, 0, &slot, false).unwrap();
+        let got = rw.read(a.ino, 0, 1 << 20).unwrap();
+        assert_eq!(got[..slot.len()], slot[..]);
+        assert_eq!(got[slot.len()..], old[slot.len()..]);
+        assert_eq!(rw.getattr(a.ino).unwrap().chunks, 40);
     }
 
     #[test]

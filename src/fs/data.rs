@@ -6,9 +6,11 @@
 //! `C ino index`; a missing chunk, or the part past a short chunk's end,
 //! reads as zeros, so sparse files cost nothing for their holes, and the
 //! chunk index (u64) allows files far beyond any disk. A write that covers
-//! part of a chunk rewrites that chunk. Bytes past the end of file are
-//! never kept: a truncate down cuts the last chunk and deletes the rest, so
-//! a later extension reads zeros there.
+//! part of a chunk rewrites that chunk; a write that covers a whole
+//! `EXTENT_SIZE` slot stores it as one extent (the rules are in `schema`).
+//! Bytes past the end of file are never kept: a truncate down cuts the
+//! value holding the new end and deletes the rest, so a later extension
+//! reads zeros there.
 
 use super::core::MAX_INLINE_DELETES;
 use super::core::{chunk_range_end, chunks_for, io_errno, now_ns, Caller, FsCore, FsResult};
@@ -19,6 +21,27 @@ use std::collections::HashMap;
 
 /// Largest file size (what `write` and `truncate` accept): 2^50 bytes.
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
+const CS: usize = CHUNK_SIZE as usize;
+
+/// The first chunk of the extent slot holding chunk `idx`.
+fn slot_start(idx: u64) -> u64 {
+    idx - idx % EXTENT_CHUNKS
+}
+
+/// The most bytes the value at chunk key `idx` may hold.
+fn value_max(idx: u64) -> u64 {
+    if idx.is_multiple_of(EXTENT_CHUNKS) {
+        EXTENT_SIZE
+    } else {
+        CHUNK_SIZE
+    }
+}
+
+/// Chunks a value of `len` bytes spans (what `Attr::chunks` counts).
+fn units(len: usize) -> u64 {
+    (len as u64).div_ceil(CHUNK_SIZE)
+}
 
 /// What a setattr does with one timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,34 +165,72 @@ impl FsCore {
             return Ok(());
         }
         let keep = chunks_for(size);
-        if !size.is_multiple_of(CHUNK_SIZE) {
-            let idx = size / CHUNK_SIZE;
-            if let Some(mut c) = self.store.get(&chunk_key(a.ino, idx)).map_err(io_errno)? {
-                let cut = (size % CHUNK_SIZE) as usize;
-                if c.len() > cut {
-                    c.truncate(cut);
-                    b.put(chunk_key(a.ino, idx), c);
-                }
+        // Cut the value holding the new end: the extent spanning it, or
+        // its chunk.
+        let idx = size / CHUNK_SIZE;
+        let cut = match self.slot_extent(a, old, slot_start(idx))? {
+            Some(e) => Some((slot_start(idx), e)),
+            None if !size.is_multiple_of(CHUNK_SIZE) => self
+                .store
+                .get(&chunk_key(a.ino, idx))
+                .map_err(io_errno)?
+                .map(|c| (idx, c)),
+            None => None,
+        };
+        if let Some((at, mut v)) = cut {
+            let len = (size - at * CHUNK_SIZE) as usize;
+            // (len 0: the value starts at the new end, and goes below.)
+            if len > 0 && v.len() > len {
+                a.chunks = a.chunks.saturating_sub(units(v.len()) - units(len));
+                v.truncate(len);
+                b.put(chunk_key(a.ino, at), v);
             }
         }
-        let doomed = self
-            .store
-            .scan(
-                &chunk_key(a.ino, keep),
-                &chunk_range_end(a.ino),
-                MAX_INLINE_DELETES + 1,
-            )
-            .map_err(io_errno)?;
-        if doomed.len() > MAX_INLINE_DELETES {
-            a.chunks = a.chunks.min(keep);
-            b.delete_range(chunk_key(a.ino, keep), chunk_range_end(a.ino));
-            return Ok(());
+        if size == 0 {
+            a.extents = false;
         }
-        a.chunks = a.chunks.saturating_sub(doomed.len() as u64).min(keep);
-        for (k, _) in doomed {
-            b.delete(k);
+        // Few keys past the end: delete them one at a time (counted); many:
+        // one range deletion. Finding out reads the values, so a file with
+        // extents (a few hundred of which are tens of MiB) is not asked
+        // when its size spans many chunks.
+        let doomed = if a.extents && chunks_for(old) - keep > MAX_INLINE_DELETES as u64 {
+            None
+        } else {
+            Some(
+                self.store
+                    .scan(
+                        &chunk_key(a.ino, keep),
+                        &chunk_range_end(a.ino),
+                        MAX_INLINE_DELETES + 1,
+                    )
+                    .map_err(io_errno)?,
+            )
+        };
+        match doomed {
+            Some(doomed) if doomed.len() <= MAX_INLINE_DELETES => {
+                let gone: u64 = doomed.iter().map(|(_, v)| units(v.len())).sum();
+                a.chunks = a.chunks.saturating_sub(gone).min(keep);
+                for (k, _) in doomed {
+                    b.delete(k);
+                }
+            }
+            _ => {
+                a.chunks = a.chunks.min(keep);
+                b.delete_range(chunk_key(a.ino, keep), chunk_range_end(a.ino));
+            }
         }
         Ok(())
+    }
+
+    /// The extent in the slot starting at chunk `first` of file `a` (of
+    /// `size` bytes), if the slot holds one: only a file that has had an
+    /// extent, and whose slot holds more than a chunk, can.
+    fn slot_extent(&self, a: &Attr, size: u64, first: u64) -> FsResult<Option<Vec<u8>>> {
+        if !a.extents || size.saturating_sub(first * CHUNK_SIZE) <= CHUNK_SIZE {
+            return Ok(None);
+        }
+        let v = self.store.get(&chunk_key(a.ino, first)).map_err(io_errno)?;
+        Ok(v.filter(|v| v.len() > CS))
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -190,11 +251,11 @@ impl FsCore {
         let mut out = vec![0u8; (end - offset) as usize];
         let first = offset / CHUNK_SIZE;
         let last = (end - 1) / CHUNK_SIZE;
-        // Copy the part of chunk `idx` (holding `v`) that overlaps the read.
+        // Copy the part of the value at chunk `idx` that overlaps the read.
         let mut place = |idx: u64, v: &[u8]| {
             let cstart = idx * CHUNK_SIZE;
             let from = offset.max(cstart);
-            let to = end.min(cstart + (v.len() as u64).min(CHUNK_SIZE));
+            let to = end.min(cstart + (v.len() as u64).min(value_max(idx)));
             if from < to {
                 let src = &v[(from - cstart) as usize..(to - cstart) as usize];
                 let dst = (from - offset) as usize;
@@ -202,19 +263,35 @@ impl FsCore {
             }
         };
         // A point get (bloom filter, one block) is far cheaper than a merged
-        // range scan, so reads of a few chunks use gets.
+        // range scan, so reads of a few chunks use gets: the slot's first
+        // chunk first when it may be an extent that covers the rest.
         if last - first < 4 {
-            for idx in first..=last {
+            let mut idx = first;
+            while idx <= last {
+                let s = slot_start(idx);
+                if a.extents && s < idx {
+                    if let Some(e) = self.slot_extent(&a, a.size, s)? {
+                        place(s, &e);
+                        idx = s + EXTENT_CHUNKS;
+                        continue;
+                    }
+                }
                 if let Some(c) = self.store.get(&chunk_key(ino, idx)).map_err(io_errno)? {
                     place(idx, &c);
+                    if c.len() > CS {
+                        idx = s + EXTENT_CHUNKS;
+                        continue;
+                    }
                 }
+                idx += 1;
             }
         } else {
+            let from = if a.extents { slot_start(first) } else { first };
             self.store
                 .scan_visit(
-                    &chunk_key(ino, first),
+                    &chunk_key(ino, from),
                     &chunk_key(ino, last + 1),
-                    (last - first + 1) as usize,
+                    (last - from + 1) as usize,
                     &mut |k, v| {
                         if let Some(Key::Chunk(_, idx)) = parse_key(k) {
                             place(idx, v);
@@ -246,6 +323,86 @@ impl FsCore {
             return Ok(None);
         }
         self.store.get(&chunk_key(ino, idx)).map_err(io_errno)
+    }
+
+    /// Chunk `idx` of file `a` after a write of `data` at `offset` that
+    /// overlaps it: the write's bytes over what the chunk held (taken from
+    /// `pending` if this write already built it), zeros between. Counts a
+    /// chunk that was a hole in `added`.
+    fn patched_chunk(
+        &self,
+        a: &Attr,
+        idx: u64,
+        offset: u64,
+        data: &[u8],
+        pending: &mut HashMap<u64, Vec<u8>>,
+        added: &mut u64,
+    ) -> FsResult<Vec<u8>> {
+        let end = offset + data.len() as u64;
+        let cstart = idx * CHUNK_SIZE;
+        let from = offset.max(cstart);
+        let to = end.min(cstart + CHUNK_SIZE);
+        let src = &data[(from - offset) as usize..(to - offset) as usize];
+        let within = (from - cstart) as usize;
+        if within == 0 && src.len() == CS {
+            if pending.remove(&idx).is_none() && self.stored_chunk(a.ino, idx, a.size)?.is_none() {
+                *added += 1;
+            }
+            return Ok(src.to_vec());
+        }
+        let mut cur = match pending.remove(&idx) {
+            Some(c) => c,
+            None => match self.stored_chunk(a.ino, idx, a.size)? {
+                Some(c) => c,
+                None => {
+                    *added += 1;
+                    Vec::new()
+                }
+            },
+        };
+        // Never resurrect bytes past the old end of file.
+        let valid = a.size.saturating_sub(cstart).min(CHUNK_SIZE) as usize;
+        cur.truncate(valid);
+        if cur.len() < within + src.len() {
+            cur.resize(within + src.len(), 0);
+        }
+        cur[within..within + src.len()].copy_from_slice(src);
+        Ok(cur)
+    }
+
+    /// Before an extent is written over the whole slot starting at chunk
+    /// `first`: delete the slot's other keys into `b` and drop what this
+    /// write had built there; the chunks they counted.
+    fn replace_slot(
+        &self,
+        a: &Attr,
+        first: u64,
+        pending: &mut HashMap<u64, Vec<u8>>,
+        b: &mut Batch,
+    ) -> FsResult<u64> {
+        let mut removed = 0;
+        if let Some(old) = pending.remove(&first) {
+            removed += units(old.len());
+        }
+        // Past the old end of file nothing is stored.
+        if a.size <= first * CHUNK_SIZE {
+            return Ok(removed);
+        }
+        let old = self
+            .store
+            .scan(
+                &chunk_key(a.ino, first),
+                &chunk_key(a.ino, first + EXTENT_CHUNKS),
+                EXTENT_CHUNKS as usize,
+            )
+            .map_err(io_errno)?;
+        for (k, v) in old {
+            removed += units(v.len());
+            if k != chunk_key(a.ino, first) {
+                b.delete(k);
+            }
+        }
+        Ok(removed)
     }
 
     /// `write`, with the kernel saying whether to clear setuid/setgid
@@ -292,52 +449,41 @@ impl FsCore {
                 }
             }
         }
-        // Chunks this write adds (for st_blocks): every chunk past the old
-        // end is new; one before it may be a hole.
+        // Chunks this write adds and removes (for st_blocks): every chunk
+        // past the old end is new; one before it may be a hole.
         let mut added = pending.len() as u64;
+        let mut removed = 0u64;
         if a.inline.is_none() && !data.is_empty() {
-            let first = offset / CHUNK_SIZE;
-            let last = (end - 1) / CHUNK_SIZE;
-            for idx in first..=last {
-                let cstart = idx * CHUNK_SIZE;
-                let from = offset.max(cstart);
-                let to = end.min(cstart + CHUNK_SIZE);
-                let src = &data[(from - offset) as usize..(to - offset) as usize];
-                let within = (from - cstart) as usize;
-                let chunk = if within == 0 && src.len() as u64 == CHUNK_SIZE {
-                    if pending.remove(&idx).is_none()
-                        && self.stored_chunk(ino, idx, a.size)?.is_none()
-                    {
-                        added += 1;
+            for slot in offset / EXTENT_SIZE..=(end - 1) / EXTENT_SIZE {
+                let sstart = slot * EXTENT_SIZE;
+                let (from, to) = (offset.max(sstart), end.min(sstart + EXTENT_SIZE));
+                let first = slot * EXTENT_CHUNKS;
+                if from == sstart && to == sstart + EXTENT_SIZE {
+                    let src = &data[(from - offset) as usize..(to - offset) as usize];
+                    removed += self.replace_slot(&a, first, &mut pending, &mut b)?;
+                    b.put(chunk_key(ino, first), src.to_vec());
+                    added += EXTENT_CHUNKS;
+                    a.extents = true;
+                    continue;
+                }
+                // Part of a slot: page chunks, an extent there split first
+                // (its chunks count as they did).
+                if let Some(e) = self.slot_extent(&a, a.size, first)? {
+                    for (j, piece) in e.chunks(CS).enumerate() {
+                        pending.insert(first + j as u64, piece.to_vec());
                     }
-                    src.to_vec()
-                } else {
-                    let mut cur = match pending.remove(&idx) {
-                        Some(c) => c,
-                        None => match self.stored_chunk(ino, idx, a.size)? {
-                            Some(c) => c,
-                            None => {
-                                added += 1;
-                                Vec::new()
-                            }
-                        },
-                    };
-                    // Never resurrect bytes past the old end of file.
-                    let valid = a.size.saturating_sub(cstart).min(CHUNK_SIZE) as usize;
-                    cur.truncate(valid);
-                    if cur.len() < within + src.len() {
-                        cur.resize(within + src.len(), 0);
-                    }
-                    cur[within..within + src.len()].copy_from_slice(src);
-                    cur
-                };
-                b.put(chunk_key(ino, idx), chunk);
+                }
+                for idx in from / CHUNK_SIZE..=(to - 1) / CHUNK_SIZE {
+                    let chunk =
+                        self.patched_chunk(&a, idx, offset, data, &mut pending, &mut added)?;
+                    b.put(chunk_key(ino, idx), chunk);
+                }
             }
         }
         for (idx, c) in pending {
             b.put(chunk_key(ino, idx), c);
         }
-        a.chunks += added;
+        a.chunks = (a.chunks + added).saturating_sub(removed);
         a.size = a.size.max(end);
         let t = now_ns();
         a.mtime = t;
@@ -416,6 +562,35 @@ impl FsCore {
             return Ok(());
         }
         let (first, last) = (from / CHUNK_SIZE, (to - 1) / CHUNK_SIZE);
+        let mut whole_first = from.div_ceil(CHUNK_SIZE);
+        let mut whole_end = to / CHUNK_SIZE;
+        // An extent in the slot at either end that the range covers only
+        // in part: zero that part in place, and keep its key out of the
+        // deletion below (it is its slot's only key).
+        let mut in_extent = Vec::new();
+        for s in [slot_start(first), slot_start(last)] {
+            if in_extent.contains(&s) {
+                continue;
+            }
+            let Some(mut e) = self.slot_extent(a, a.size, s)? else {
+                continue;
+            };
+            let es = s * CHUNK_SIZE;
+            if from <= es && to >= es + e.len() as u64 {
+                continue;
+            }
+            let (zs, ze) = (from.max(es) - es, (to - es).min(e.len() as u64));
+            if zs < ze {
+                e[zs as usize..ze as usize].fill(0);
+                b.put(chunk_key(a.ino, s), e);
+            }
+            if s < whole_first {
+                whole_first = whole_first.max(s + EXTENT_CHUNKS);
+            } else {
+                whole_end = whole_end.min(s);
+            }
+            in_extent.push(s);
+        }
         // Partial chunks at either end: zero their part.
         let ends = if first == last {
             vec![first]
@@ -423,6 +598,9 @@ impl FsCore {
             vec![first, last]
         };
         for idx in ends {
+            if in_extent.contains(&slot_start(idx)) {
+                continue;
+            }
             let cstart = idx * CHUNK_SIZE;
             let (zs, ze) = (
                 from.max(cstart) - cstart,
@@ -441,8 +619,6 @@ impl FsCore {
         }
         // Whole chunks: delete what exists — a few one by one, more with
         // one range deletion (counted first, for st_blocks).
-        let whole_first = from.div_ceil(CHUNK_SIZE);
-        let whole_end = to / CHUNK_SIZE;
         if whole_first >= whole_end {
             return Ok(());
         }
@@ -453,7 +629,8 @@ impl FsCore {
             .scan(&start, &end, MAX_INLINE_DELETES + 1)
             .map_err(io_errno)?;
         if keys.len() <= MAX_INLINE_DELETES {
-            a.chunks = a.chunks.saturating_sub(keys.len() as u64);
+            let gone: u64 = keys.iter().map(|(_, v)| units(v.len())).sum();
+            a.chunks = a.chunks.saturating_sub(gone);
             for (k, _) in keys {
                 b.delete(k);
             }
@@ -461,7 +638,9 @@ impl FsCore {
         }
         let mut stored = 0u64;
         self.store
-            .scan_visit(&start, &end, usize::MAX, &mut |_, _| stored += 1)
+            .scan_visit(&start, &end, usize::MAX, &mut |_, v| {
+                stored += units(v.len())
+            })
             .map_err(io_errno)?;
         a.chunks = a.chunks.saturating_sub(stored);
         b.delete_range(start, end);
@@ -495,35 +674,45 @@ impl FsCore {
         }
         let last = (a.size - 1) / CHUNK_SIZE;
         let mut idx = off / CHUNK_SIZE;
-        const PAGE: usize = 1024;
+        // Values are read, so pages of extents are kept short; a page holds
+        // more keys than a slot, so the first one reaches past `idx`.
+        let page_len = if a.extents { 64 } else { 1024 };
+        let mut from = if a.extents { slot_start(idx) } else { idx };
         loop {
             let page = self
                 .store
-                .scan(&chunk_key(ino, idx), &chunk_key(ino, last + 1), PAGE)
+                .scan(&chunk_key(ino, from), &chunk_key(ino, last + 1), page_len)
                 .map_err(io_errno)?;
-            let found = page.iter().filter_map(|(k, _)| match parse_key(k) {
-                Some(Key::Chunk(_, i)) => Some(i),
+            // Each value's chunks [start, end): a present key is data.
+            let mut spans = page.iter().filter_map(|(k, v)| match parse_key(k) {
+                Some(Key::Chunk(_, i)) => {
+                    let len = (v.len() as u64).min(value_max(i));
+                    Some((i, i + len.div_ceil(CHUNK_SIZE).max(1)))
+                }
                 _ => None,
             });
             if whence == libc::SEEK_DATA {
-                return match found.min() {
-                    Some(i) => Ok(off.max(i * CHUNK_SIZE) as i64),
+                return match spans.find(|&(_, e)| e > idx) {
+                    Some((i, _)) => Ok(off.max(i * CHUNK_SIZE) as i64),
                     None => Err(libc::ENXIO),
                 };
             }
-            // SEEK_HOLE: the first index at or after `idx` with no chunk.
-            for i in found {
-                if i != idx {
+            // SEEK_HOLE: the first chunk at or after `idx` no value spans.
+            let mut gap = false;
+            for (i, e) in spans {
+                if i > idx {
+                    gap = true;
                     break;
                 }
-                idx += 1;
+                idx = idx.max(e);
             }
             if idx > last {
                 return Ok(a.size as i64);
             }
-            if page.len() < PAGE || chunk_key(ino, idx) <= page[page.len() - 1].0 {
+            if gap || page.len() < page_len {
                 return Ok(off.max(idx * CHUNK_SIZE) as i64);
             }
+            from = idx;
         }
     }
 }
@@ -533,8 +722,9 @@ mod tests {
     use super::super::core::testutil::*;
     use super::*;
     use crate::store::Store;
+    use rand::{Rng, SeedableRng};
 
-    const CS: usize = CHUNK_SIZE as usize;
+    const ES: usize = EXTENT_SIZE as usize;
 
     fn size(s: u64) -> SetAttr {
         SetAttr {
@@ -984,5 +1174,206 @@ mod tests {
         assert_eq!(keys_with_prefix(store, &chunk_key(a.ino, 0)[..9]), 0);
         assert_eq!(keys_with_prefix(store, b"O"), 0);
         assert_eq!(keys_with_prefix(store, b"X"), 0);
+    }
+
+    /// The chunk keys of `ino` with their lengths.
+    fn values(store: &dyn Store, ino: u64) -> Vec<(u64, usize)> {
+        store
+            .scan(&chunk_key(ino, 0), &chunk_range_end(ino), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(k, v)| match parse_key(&k) {
+                Some(Key::Chunk(_, i)) => Some((i, v.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn clean(store: &dyn Store) {
+        let (mut problems, mut summary) = (Vec::new(), Vec::new());
+        super::super::fsck::check_store(store, &mut problems, &mut summary);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn whole_slots_are_extents_and_the_rest_chunks() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let data: Vec<u8> = (0..3 * ES + 10_000).map(|i| (i % 249) as u8).collect();
+        // Unaligned at both ends: slot 0 in part, slots 1 and 2 whole.
+        f.write(U, a.ino, 5000, &data, false).unwrap();
+        let v = values(&*store, a.ino);
+        assert_eq!(v.iter().filter(|(_, l)| *l == ES).count(), 2, "{v:?}");
+        assert!(v.iter().all(|&(i, l)| l <= CS || i % EXTENT_CHUNKS == 0));
+        let at = f.getattr(a.ino).unwrap();
+        assert!(at.extents);
+        let stored: u64 = v.iter().map(|&(_, l)| units(l)).sum();
+        assert_eq!(at.chunks, stored);
+        assert_eq!(f.read(a.ino, 5000, data.len() as u32).unwrap(), data);
+        // Small reads inside an extent, across its edges, and past EOF.
+        assert_eq!(
+            f.read(a.ino, ES as u64 + 7, 100).unwrap(),
+            &data[ES + 7 - 5000..][..100]
+        );
+        assert_eq!(
+            f.read(a.ino, 2 * ES as u64 - 3, 10).unwrap(),
+            &data[2 * ES - 3 - 5000..][..10]
+        );
+        assert_eq!(f.read(a.ino, 0, 10).unwrap(), vec![0u8; 10]);
+        clean(&*store);
+    }
+
+    #[test]
+    fn a_write_into_part_of_an_extent_splits_it_once() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let mut model = vec![3u8; 2 * ES];
+        f.write(U, a.ino, 0, &model, false).unwrap();
+        assert_eq!(values(&*store, a.ino).len(), 2);
+        f.write(U, a.ino, 10_000, b"patch", false).unwrap();
+        model[10_000..10_005].copy_from_slice(b"patch");
+        let v = values(&*store, a.ino);
+        assert_eq!(v.len(), 33, "slot 0 in chunks, slot 1 still one extent");
+        assert!(v[..32].iter().all(|&(_, l)| l == CS));
+        assert_eq!(f.read(a.ino, 0, 2 * ES as u32).unwrap(), model);
+        assert_eq!(f.getattr(a.ino).unwrap().chunks, 64);
+        // A whole-slot write over chunks makes it an extent again.
+        f.write(U, a.ino, 0, &vec![4u8; ES], false).unwrap();
+        model[..ES].fill(4);
+        assert_eq!(values(&*store, a.ino).len(), 2);
+        assert_eq!(f.read(a.ino, 0, 2 * ES as u32).unwrap(), model);
+        assert_eq!(f.getattr(a.ino).unwrap().chunks, 64);
+        clean(&*store);
+    }
+
+    #[test]
+    fn truncate_punch_and_seek_inside_extents() {
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        f.write(U, a.ino, 0, &vec![1u8; 3 * ES], false).unwrap();
+        // Truncate into slot 1: it is cut, slot 2 goes.
+        let cut = ES as u64 + 9000;
+        f.setattr(U, a.ino, size(cut)).unwrap();
+        assert_eq!(values(&*store, a.ino), vec![(0, ES), (32, 9000)]);
+        assert_eq!(f.getattr(a.ino).unwrap().chunks, 32 + 3);
+        f.setattr(U, a.ino, size(3 * ES as u64)).unwrap();
+        let r = f.read(a.ino, 0, 3 * ES as u32).unwrap();
+        assert!(r[..cut as usize].iter().all(|&x| x == 1));
+        assert!(r[cut as usize..].iter().all(|&x| x == 0));
+        clean(&*store);
+        // Truncating to a slot boundary drops the extent there whole.
+        f.setattr(U, a.ino, size(ES as u64)).unwrap();
+        assert_eq!(values(&*store, a.ino), vec![(0, ES)]);
+        // A punch inside an extent zeroes it in place; over it, deletes it.
+        f.write(U, a.ino, ES as u64, &vec![2u8; 2 * ES], false)
+            .unwrap();
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        f.fallocate(a.ino, 100, 5000, punch).unwrap();
+        f.fallocate(a.ino, 2 * EXTENT_SIZE - 10, 20, punch).unwrap();
+        f.fallocate(a.ino, 2 * EXTENT_SIZE + 10, EXTENT_SIZE - 10, punch)
+            .unwrap();
+        let r = f.read(a.ino, 0, 3 * ES as u32).unwrap();
+        let mut want = [vec![1u8; ES], vec![2u8; 2 * ES]].concat();
+        want[100..5100].fill(0);
+        want[2 * ES - 10..2 * ES + 10].fill(0);
+        want[2 * ES + 10..].fill(0);
+        assert_eq!(r, want);
+        // Slot 2 was cut by the punch's end, zeroed in place, not deleted.
+        assert_eq!(values(&*store, a.ino).len(), 3);
+        f.fallocate(a.ino, 2 * EXTENT_SIZE, EXTENT_SIZE, punch)
+            .unwrap();
+        assert_eq!(values(&*store, a.ino), vec![(0, ES), (32, ES)]);
+        assert_eq!(f.getattr(a.ino).unwrap().chunks, 64);
+        // Holes and data at extent granularity.
+        f.setattr(U, a.ino, size(5 * ES as u64)).unwrap();
+        f.write(U, a.ino, 4 * EXTENT_SIZE, &vec![5u8; ES], false)
+            .unwrap();
+        assert_eq!(f.lseek(a.ino, 7, libc::SEEK_HOLE).unwrap(), 2 * ES as i64);
+        assert_eq!(
+            f.lseek(a.ino, ES as i64 + 3, libc::SEEK_DATA).unwrap(),
+            ES as i64 + 3
+        );
+        assert_eq!(
+            f.lseek(a.ino, 2 * ES as i64, libc::SEEK_DATA).unwrap(),
+            4 * ES as i64
+        );
+        assert_eq!(
+            f.lseek(a.ino, 4 * ES as i64 + 5, libc::SEEK_HOLE).unwrap(),
+            5 * ES as i64
+        );
+        clean(&*store);
+        f.setattr(U, a.ino, size(0)).unwrap();
+        assert!(!f.getattr(a.ino).unwrap().extents);
+        assert!(values(&*store, a.ino).is_empty());
+    }
+
+    /// Random writes (page, unaligned, whole-slot), truncates and punches
+    /// against a byte vector: every read matches, st_blocks counts the
+    /// stored chunks exactly, and the invariant check stays clean.
+    #[test]
+    fn model_check_of_chunks_and_extents() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5107);
+        let (store, f) = fs();
+        let a = f.create(U, ROOT_INO, b"f", 0o644).unwrap();
+        let mut model: Vec<u8> = Vec::new();
+        let span = 6 * ES;
+        for step in 0..600 {
+            let fill = (step % 250) as u8 + 1;
+            match rng.gen_range(0..10) {
+                0..=3 => {
+                    let slot = rng.gen_range(0..6);
+                    let n = rng.gen_range(1..=2usize).min(6 - slot);
+                    let off = slot * ES;
+                    f.write(U, a.ino, off as u64, &vec![fill; n * ES], false)
+                        .unwrap();
+                    if model.len() < off + n * ES {
+                        model.resize(off + n * ES, 0);
+                    }
+                    model[off..off + n * ES].fill(fill);
+                }
+                4..=6 => {
+                    let off = rng.gen_range(0..span);
+                    let len = [1, 100, CS, 3 * CS + 7, ES + 11][rng.gen_range(0..5)];
+                    f.write(U, a.ino, off as u64, &vec![fill; len], false)
+                        .unwrap();
+                    if model.len() < off + len {
+                        model.resize(off + len, 0);
+                    }
+                    model[off..off + len].fill(fill);
+                }
+                7 => {
+                    let to = rng.gen_range(0..span);
+                    f.setattr(U, a.ino, size(to as u64)).unwrap();
+                    model.resize(to, 0);
+                }
+                _ => {
+                    let off = rng.gen_range(0..span);
+                    let len = rng.gen_range(1..2 * ES);
+                    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+                    f.fallocate(a.ino, off as u64, len as u64, punch).unwrap();
+                    let end = (off + len).min(model.len());
+                    if off < end {
+                        model[off..end].fill(0);
+                    }
+                }
+            }
+            let at = f.getattr(a.ino).unwrap();
+            assert_eq!(at.size, model.len() as u64, "step {step}");
+            let stored: u64 = values(&*store, a.ino).iter().map(|&(_, l)| units(l)).sum();
+            assert_eq!(at.chunks, stored, "step {step}: st_blocks");
+            let off = rng.gen_range(0..=model.len());
+            let len = rng.gen_range(0..3 * ES);
+            let want = &model[off..(off + len).min(model.len())];
+            assert_eq!(
+                f.read(a.ino, off as u64, len as u32).unwrap(),
+                want,
+                "step {step}"
+            );
+            if step % 50 == 0 {
+                assert_eq!(f.read(a.ino, 0, span as u32 * 2).unwrap(), model);
+                clean(&*store);
+            }
+        }
+        clean(&*store);
     }
 }

@@ -6,8 +6,10 @@
 //! recorded type; every inode is reachable from the root or listed as an
 //! orphan; nlink equals the number of entries (directories: 2 + their
 //! subdirectories); no data chunk lies beyond its file's size or belongs to
-//! a missing inode; a file's chunk count (st_blocks) is at least its stored
-//! chunks; every symlink has a target; no directory is its own ancestor;
+//! a missing inode; no value is longer than its key allows (an extent
+//! only at a slot's first chunk, alone in its slot, in a file flagged as
+//! holding extents); a file's chunk count (st_blocks) is at least its
+//! stored chunks; every symlink has a target; no directory is its own ancestor;
 //! every inode number is below the allocator's high-water mark. Each
 //! snapshot's tree is checked the same way, as the snapshot sees the keys.
 
@@ -239,8 +241,35 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
         start + len as u128 > (size as u128).max(start)
     };
     let mut stored: HashMap<u64, u64> = HashMap::new();
+    // The slot of the last extent seen, to find keys sharing it (keys
+    // come sorted, so they follow it).
+    let mut extent: Option<(u64, u64)> = None;
     for &(ino, idx, len) in &s.chunks {
-        *stored.entry(ino).or_default() += 1;
+        *stored.entry(ino).or_default() += (len as u64).div_ceil(CHUNK_SIZE);
+        let slot = idx / EXTENT_CHUNKS;
+        let max = if idx % EXTENT_CHUNKS == 0 {
+            EXTENT_SIZE
+        } else {
+            CHUNK_SIZE
+        };
+        if len as u64 > max {
+            problems.push(format!(
+                "inode {ino}: chunk #{idx} holds {len} bytes, more than the {max} its key allows"
+            ));
+        }
+        if extent == Some((ino, slot)) {
+            problems.push(format!(
+                "inode {ino}: chunk #{idx} shares its slot with an extent"
+            ));
+        }
+        if len as u64 > CHUNK_SIZE {
+            extent = Some((ino, slot));
+            if s.inodes.get(&ino).is_some_and(|a| !a.extents) {
+                problems.push(format!(
+                    "inode {ino}: chunk #{idx} is an extent, but the inode is not flagged as holding any"
+                ));
+            }
+        }
         match s.inodes.get(&ino) {
             None if !s.orphans.contains(&ino) => {
                 problems.push(format!("chunk #{idx} belongs to missing inode {ino}"))

@@ -5,7 +5,7 @@
 //! | size u64 | atime i64 | mtime i64 | ctime i64 (ns since the epoch)
 //! | parent u64 (directories: their parent, for `..` and cycle checks)
 //! | chunks u64 (files: how many chunk keys hold data, for st_blocks)
-//! | flags u8 (bit 0: data inline, bit 1: has xattrs) | inline data (rest of the record)
+//! | flags u8 (bit 0: data inline, bit 1: has xattrs, bit 2: may hold extents) | inline data (rest of the record)
 //! ```
 //! all little-endian. Files of up to `INLINE_MAX` bytes keep their data in
 //! the record itself, so creating a small file is one key, and reading it is
@@ -53,8 +53,12 @@ pub struct Attr {
     /// Set once an xattr is written, so removing the inode knows whether
     /// to look for `X` keys.
     pub has_xattrs: bool,
-    /// Chunk keys holding this file's data (0 while it is inline).
+    /// Stored 4 KiB chunks of this file's data, an extent counting the
+    /// chunks it spans (0 while it is inline).
     pub chunks: u64,
+    /// Set once an extent is written (see `schema`), so reads and partial
+    /// writes of files that never had one skip looking for them.
+    pub extents: bool,
 }
 
 /// File type from the type bits of a mode.
@@ -126,7 +130,11 @@ impl Attr {
         }
         v.extend_from_slice(&self.parent.to_le_bytes());
         v.extend_from_slice(&self.chunks.to_le_bytes());
-        v.push(u8::from(self.inline.is_some()) | (u8::from(self.has_xattrs) << 1));
+        v.push(
+            u8::from(self.inline.is_some())
+                | (u8::from(self.has_xattrs) << 1)
+                | (u8::from(self.extents) << 2),
+        );
         v.extend_from_slice(inline);
         v
     }
@@ -164,6 +172,7 @@ impl Attr {
             parent: u64_at(54),
             inline: (flags & 1 != 0).then(|| b[fixed..].to_vec()),
             has_xattrs: flags & 2 != 0,
+            extents: flags & 4 != 0,
             chunks: if fixed == FIXED { u64_at(62) } else { 0 },
         };
         if fixed == FIXED_V1 && a.kind == KIND_FILE && a.inline.is_none() {
@@ -210,11 +219,13 @@ mod tests {
             inline: Some(b"abc".to_vec()),
             has_xattrs: true,
             chunks: 0,
+            extents: false,
         };
         assert_eq!(Attr::decode(&a.encode()).unwrap(), a);
         let b = Attr {
             inline: None,
             size: 1 << 40,
+            extents: true,
             ..a.clone()
         };
         assert_eq!(Attr::decode(&b.encode()).unwrap(), b);

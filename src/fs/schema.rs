@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `I` ino(8) | inode record (see `inode`); small files' data inline |
 //! | `D` parent(8) name | child ino(8) + file type(1): a directory entry |
-//! | `C` ino(8) chunk(8) | up to `CHUNK_SIZE` bytes of file data; a missing chunk, or the part past a short chunk's end, reads as zeros |
+//! | `C` ino(8) chunk(8) | file data from byte `chunk * CHUNK_SIZE` on: up to `CHUNK_SIZE` bytes, or up to `EXTENT_SIZE` at an extent's first chunk; a missing chunk, or the part past a short value's end, reads as zeros |
 //! | `S` ino(8) | symlink target |
 //! | `X` ino(8) name | extended attribute value |
 //! | `O` ino(8) | reclaim pending: data beyond the inode's size (all of it, and the inode, once nlink is 0) is still to be deleted |
@@ -23,22 +23,47 @@
 //! and bounds every other rewrite to 4 KiB (16 KiB chunks wrote 2.1 bytes
 //! per byte of an untar, and up to 16 KiB of WAL for an fsync'd 30-byte
 //! append). Large reads stay cheap because a range scan reads the chunk
-//! blocks ahead in 1 MiB runs. Format 1 had 16 KiB chunks; format 2 has
-//! 4 KiB. Format 3 adds the count of stored chunks to the inode record (its
-//! version 2), so st_blocks shows holes: a format-2 store is read as it is
-//! (its records count every chunk up to the size) and marked format 3 at
-//! its first read-write mount, so that an older lsmfs refuses it instead
-//! of misreading the newer records. Any other format is refused.
+//! blocks ahead in 1 MiB runs.
+//!
+//! Extents: a write that covers a whole aligned `EXTENT_SIZE` slot (128 KiB,
+//! `EXTENT_CHUNKS` chunks) stores it as one value under the slot's first
+//! chunk key. Per-key costs (the key, the memtable node, the blob record,
+//! the index entry) are most of what a large sequential write pays beyond
+//! the copies, and an extent pays them once per 32 pages: a 512 MiB
+//! `dd bs=1M` went from 0.64 s to 0.41 s beside 0.30 s on ext4. 128 KiB is
+//! the kernel's default FUSE request, coreutils' I/O size and ZFS's default
+//! recordsize; like ZFS's records, an extent is read whole, so a 4 KiB
+//! random read of one reads 128 KiB from its blob file. The rules:
+//! - only a write covering the whole slot makes an extent (so unaligned or
+//!   small writers keep page chunks: `tar`'s 10 KiB records never rewrite a
+//!   slot twice);
+//! - a slot holding an extent (a value longer than `CHUNK_SIZE` at its
+//!   first chunk) holds no other key;
+//! - a write covering part of such a slot first splits the extent into its
+//!   chunks (once: the slot then takes page writes as any other);
+//! - a truncate inside an extent cuts it (an extent may be shorter than the
+//!   slot, never longer).
+//!
+//! Format 1 had 16 KiB chunks; format 2 has 4 KiB. Format 3 adds the count
+//! of stored chunks to the inode record (its version 2), so st_blocks shows
+//! holes. Format 4 adds extents (and the inode flag saying a file may hold
+//! one). A format-2 or format-3 store is read as it is (its records count
+//! every chunk up to the size, or hold no extents) and marked format 4 at
+//! its first read-write mount, so that an older lsmfs refuses it instead of
+//! misreading the newer records. Any other format is refused.
 
 pub const CHUNK_SIZE: u64 = 4 * 1024;
+/// Chunks per extent slot, and the slot's size in bytes.
+pub const EXTENT_CHUNKS: u64 = 32;
+pub const EXTENT_SIZE: u64 = EXTENT_CHUNKS * CHUNK_SIZE;
 pub const ROOT_INO: u64 = 1;
 /// The hidden statistics file at the root (never stored).
 pub const STATS_INO: u64 = 2;
 pub const FIRST_INO: u64 = 16;
 pub const STATS_NAME: &[u8] = b".lsmfs-stats";
-pub const FORMAT_VERSION: u32 = 3;
-/// The older format this build still reads (and upgrades when writable).
-pub const FORMAT_UPGRADABLE: u32 = 2;
+pub const FORMAT_VERSION: u32 = 4;
+/// The older formats this build still reads (and upgrades when writable).
+pub const FORMAT_UPGRADABLE: [u32; 2] = [2, 3];
 
 pub fn inode_key(ino: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
@@ -187,6 +212,9 @@ pub fn describe_key(k: &[u8], value: Option<&[u8]>) -> String {
             None => format!("dentry parent={p} name={}", quoted(name)),
         },
         Some(Key::Chunk(ino, i)) => match value {
+            Some(v) if v.len() as u64 > CHUNK_SIZE => {
+                format!("extent ino={ino} #{i} {} bytes", v.len())
+            }
             Some(v) => format!("chunk ino={ino} #{i} {} bytes", v.len()),
             None => format!("chunk ino={ino} #{i}"),
         },
