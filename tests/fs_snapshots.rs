@@ -30,6 +30,12 @@ const U: Caller = Caller {
 type Dump = BTreeMap<String, String>;
 
 fn open(env: &Arc<FaultEnv>) -> (Arc<EngineStore>, FsOps) {
+    // The store logs why an operation failed (file, offset): show it with
+    // a failure's output.
+    let _ = env_logger::builder()
+        .is_test(true)
+        .filter_level(log::LevelFilter::Warn)
+        .try_init();
     let store = Arc::new(
         EngineStore::open_with(Path::new("/fs"), common::small_engine(env))
             .expect("open the store"),

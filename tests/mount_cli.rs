@@ -322,7 +322,7 @@ fn a_store_of_another_format_is_refused_by_name() {
             .find(|l| l.starts_with("lsmfs mount: "))
             .unwrap_or_else(|| panic!("no error line in {err}"));
         assert!(
-            line.contains("format 1") && line.contains("formats 2 and 3"),
+            line.contains("format 1") && line.contains("formats 2, 3 and 4"),
             "{line}"
         );
         assert!(!err.contains("panicked"), "{err}");

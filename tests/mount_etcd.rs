@@ -9,7 +9,7 @@ use common::etcd::EtcdCluster;
 use common::{errno_of, Mounted};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -222,17 +222,23 @@ fn killing_one_member_of_three_keeps_the_mount_serving() {
     fs::write(m.path("after"), b"rejoined").unwrap();
 }
 
-/// A cluster at etcd's default of 128 operations per transaction: a
-/// 1 MiB write (257 operations) is refused whole with EFBIG and one log
-/// line; smaller ones go on.
+/// A cluster allowing 32 operations per transaction: a 1 MiB write at an
+/// unaligned offset (31 chunks, 7 extents, a chunk and the inode: 40
+/// operations) is refused whole with EFBIG and one log line; an aligned
+/// one (8 extents and the inode) and smaller ones go on. The buffers are
+/// page-aligned: write-only opens are direct, and the kernel cuts a direct
+/// write's requests at the pages of the caller's buffer.
 #[test]
 fn a_transaction_etcd_cannot_take_is_efbig_and_nothing_of_it() {
-    let cluster = EtcdCluster::start_with(&["--max-txn-ops".into(), "128".into()], "http", &[]);
+    let cluster = EtcdCluster::start_with(&["--max-txn-ops".into(), "32".into()], "http", &[]);
     let m = Mounted::on_url(&cluster.url("small"), &[]);
+    let mut buf = vec![7u8; (1 << 20) + 4096];
+    let at = buf.as_ptr().align_offset(4096);
+    let mib = &mut buf[at..at + (1 << 20)];
     let p = m.path("big");
     fs::write(&p, b"before").unwrap();
-    let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
-    assert_eq!(errno_of(f.write(&vec![7u8; 1 << 20])), libc::EFBIG);
+    let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    assert_eq!(errno_of(f.write_at(mib, 4096)), libc::EFBIG);
     drop(f);
     assert_eq!(fs::read(&p).unwrap(), b"before");
     assert!(
@@ -240,6 +246,10 @@ fn a_transaction_etcd_cannot_take_is_efbig_and_nothing_of_it() {
         "{}",
         m.log_text()
     );
+    mib.fill(8);
+    fs::write(&p, &*mib)
+        .unwrap_or_else(|e| panic!("an aligned 1 MiB write: {e}\n{}", m.log_text()));
+    assert_eq!(fs::read(&p).unwrap(), vec![8u8; 1 << 20]);
     fs::write(m.path("small"), vec![1u8; 64 << 10]).unwrap();
     assert_eq!(fs::metadata(m.path("small")).unwrap().len(), 64 << 10);
 }

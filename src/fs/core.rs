@@ -292,7 +292,8 @@ impl FsCore {
                     });
                     return Err(OpenError::refused(format!(
                         "the store holds a filesystem of {found}; this lsmfs reads formats \
-                         {FORMAT_UPGRADABLE:?} and {FORMAT_VERSION} only"
+                         {} and {FORMAT_VERSION} only",
+                        FORMAT_UPGRADABLE.map(|v| v.to_string()).join(", ")
                     )));
                 }
                 if let (Some(old), false) = (older, read_only) {
