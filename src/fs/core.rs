@@ -737,8 +737,15 @@ impl FsCore {
     /// Count an open handle (file or directory). An inode without names is
     /// only openable while another handle keeps it (e.g. /proc/PID/fd/N).
     pub fn open_file(&self, ino: u64) -> FsResult<Attr> {
+        self.open_checked(ino, |_| Ok(()))
+    }
+
+    /// `open_file`, refusing with `check`'s errno an inode it rejects (one
+    /// read of the inode for both).
+    pub fn open_checked(&self, ino: u64, check: impl Fn(&Attr) -> FsResult<()>) -> FsResult<Attr> {
         let _g = self.lock_inodes(&[ino]);
         let a = self.getattr(ino)?;
+        check(&a)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ino).or_insert(0);
         if a.nlink == 0 && *n == 0 {

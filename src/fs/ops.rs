@@ -527,6 +527,17 @@ impl FsOps {
         match self.at(ino) {
             // The handle is dropped once; only the store part may re-run.
             Ok(At::Live(i)) if self.core.drop_handle(i) => {
+                // Only this host leaves an inode it has open unlinked (another
+                // host's unlink deletes it at once), and relaxed reads see
+                // this host's writes: an inode read as linked needs no
+                // linearizable re-read before nothing is done.
+                if self
+                    .core
+                    .relaxed(|| self.core.getattr(i))
+                    .is_ok_and(|a| a.nlink > 0)
+                {
+                    return Ok(());
+                }
                 self.core.atomically(|| self.core.reclaim_if_unlinked(i))
             }
             Ok(At::Live(_)) => Ok(()),
@@ -544,10 +555,14 @@ impl FsOps {
     pub fn opendir(&self, ino: u64) -> Result<Opened, i32> {
         match self.at(ino)? {
             At::Live(i) => {
-                if !self.core.relaxed(|| self.core.getattr(i))?.is_dir() {
-                    return Err(libc::ENOTDIR);
-                }
-                self.core.open_file(i)?;
+                let dir = |a: &Attr| {
+                    if a.is_dir() {
+                        Ok(())
+                    } else {
+                        Err(libc::ENOTDIR)
+                    }
+                };
+                self.core.relaxed(|| self.core.open_checked(i, dir))?;
             }
             At::View(v, i) => {
                 if !v.core.getattr(i)?.is_dir() {
