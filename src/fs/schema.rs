@@ -30,7 +30,8 @@
 //! chunk key. Per-key costs (the key, the memtable node, the blob record,
 //! the index entry) are most of what a large sequential write pays beyond
 //! the copies, and an extent pays them once per 32 pages: a 512 MiB
-//! `dd bs=1M` went from 0.64 s to 0.41 s beside 0.30 s on ext4. 128 KiB is
+//! `dd bs=1M` went from 0.52–0.83 s to 0.40–0.50 s (two builds side by
+//! side; ext4 0.31). 128 KiB is
 //! the kernel's default FUSE request, coreutils' I/O size and ZFS's default
 //! recordsize; like ZFS's records, an extent is read whole, so a 4 KiB
 //! random read of one reads 128 KiB from its blob file. The rules:
