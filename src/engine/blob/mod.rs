@@ -19,7 +19,8 @@
 //! The memtable holds the references too; a read resolves them in the blob
 //! log, which it opens *growing* (`BlobCache::begin_log`: no footer yet,
 //! its length re-read when a reference lies past it). The memtable switches
-//! when its bytes plus its blob log's reach `write_buffer_size`. Its flush
+//! when its bytes reach `write_buffer_size` or its blob log's reach
+//! `BLOB_LOG_MEMTABLES` times that (in `db::write`, with why). Its flush
 //! writes the blob log's footer, fsyncs it and names it in the flush's edit
 //! beside the L0 table, with the records the flush dropped (overwritten or
 //! deleted within the memtable) counted as garbage from the start: the

@@ -32,6 +32,14 @@ pub(super) fn create_wal(env: &dyn Env, path: &Path) -> Result<Box<dyn WritableF
     Ok(f)
 }
 
+/// How many memtables' worth of bytes a blob log may grow to before its
+/// memtable switches (see `blob`): its bytes are on disk, not in memory,
+/// and every switch is a flush whose L0 table spans from the file's chunk
+/// keys to its inode key — a compaction of L0 into L1 then rewrites the
+/// L1 tables in between. At one memtable's worth, a 512 MiB write behind
+/// a source tree's metadata rewrote L1 four times.
+pub(crate) const BLOB_LOG_MEMTABLES: usize = 4;
+
 impl Db {
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -261,7 +269,10 @@ impl Shared {
                 continue;
             }
             let blob_log = lock(&self.blob_log).as_ref().map_or(0, |b| b.len()) as usize;
-            if !force && st.mem.approximate_memory_usage() + blob_log <= self.opts.write_buffer_size
+            let wbs = self.opts.write_buffer_size;
+            if !force
+                && st.mem.approximate_memory_usage() <= wbs
+                && blob_log <= wbs.saturating_mul(BLOB_LOG_MEMTABLES)
             {
                 return Ok(st.mem.clone());
             }
