@@ -639,21 +639,27 @@ impl FsOps {
         let relaxed_attr = |i| self.core.relaxed(|| self.attr_of(i));
         let list = self.core.relaxed(|| self.dir_list(ino, fh, offset))?;
         let me = if plus { Some(relaxed_attr(ino)?) } else { None };
+        // `..` is only sent from offsets 0 and 1: later requests (the
+        // empty one that ends every listing) need not read the parent.
         let parent = match &me {
             Some(a) => a.parent,
-            None => relaxed_attr(ino).map_or(ROOT_INO, |a| a.parent),
+            None if offset <= 1 => relaxed_attr(ino).map_or(ROOT_INO, |a| a.parent),
+            None => ROOT_INO,
         };
         // On a shared store, the attributes of the entries likely to fit
-        // are read in one request, not one each.
+        // (and of `..`) are read in one request, not one each.
         let mut ahead = HashMap::new();
         if plus && self.core.shared() && !matches!(self.at(ino), Ok(At::View(..))) {
             let from = offset.saturating_sub(2) as usize;
-            let inos: Vec<u64> = list
+            let mut inos: Vec<u64> = list
                 .iter()
                 .skip(from)
                 .take(READDIRPLUS_AHEAD)
                 .map(|(c, _, _)| *c)
                 .collect();
+            if offset <= 1 && !matches!(self.at(parent), Ok(At::View(..))) {
+                inos.push(parent);
+            }
             ahead = self.core.getattr_many(&inos);
         }
         let mut i = offset;
