@@ -29,20 +29,6 @@ fn slot_start(idx: u64) -> u64 {
     idx - idx % EXTENT_CHUNKS
 }
 
-/// The most bytes the value at chunk key `idx` may hold.
-fn value_max(idx: u64) -> u64 {
-    if idx.is_multiple_of(EXTENT_CHUNKS) {
-        EXTENT_SIZE
-    } else {
-        CHUNK_SIZE
-    }
-}
-
-/// Chunks a value of `len` bytes spans (what `Attr::chunks` counts).
-fn units(len: usize) -> u64 {
-    (len as u64).div_ceil(CHUNK_SIZE)
-}
-
 /// What a setattr does with one timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSet {
@@ -396,9 +382,10 @@ impl FsCore {
                 EXTENT_CHUNKS as usize,
             )
             .map_err(io_errno)?;
+        let extent_key = chunk_key(a.ino, first);
         for (k, v) in old {
             removed += units(v.len());
-            if k != chunk_key(a.ino, first) {
+            if k != extent_key {
                 b.delete(k);
             }
         }
@@ -568,10 +555,8 @@ impl FsCore {
         // in part: zero that part in place, and keep its key out of the
         // deletion below (it is its slot's only key).
         let mut in_extent = Vec::new();
-        for s in [slot_start(first), slot_start(last)] {
-            if in_extent.contains(&s) {
-                continue;
-            }
+        let (sf, sl) = (slot_start(first), slot_start(last));
+        for s in if sf == sl { vec![sf] } else { vec![sf, sl] } {
             let Some(mut e) = self.slot_extent(a, a.size, s)? else {
                 continue;
             };

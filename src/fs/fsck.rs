@@ -245,13 +245,9 @@ fn verify(s: &Seen, problems: &mut Vec<String>) {
     // come sorted, so they follow it).
     let mut extent: Option<(u64, u64)> = None;
     for &(ino, idx, len) in &s.chunks {
-        *stored.entry(ino).or_default() += (len as u64).div_ceil(CHUNK_SIZE);
+        *stored.entry(ino).or_default() += units(len);
         let slot = idx / EXTENT_CHUNKS;
-        let max = if idx % EXTENT_CHUNKS == 0 {
-            EXTENT_SIZE
-        } else {
-            CHUNK_SIZE
-        };
+        let max = value_max(idx);
         if len as u64 > max {
             problems.push(format!(
                 "inode {ino}: chunk #{idx} holds {len} bytes, more than the {max} its key allows"

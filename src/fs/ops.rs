@@ -657,7 +657,7 @@ impl FsOps {
                 .take(READDIRPLUS_AHEAD)
                 .map(|(c, _, _)| *c)
                 .collect();
-            if offset <= 1 && !matches!(self.at(parent), Ok(At::View(..))) {
+            if offset <= 1 {
                 inos.push(parent);
             }
             ahead = self.core.getattr_many(&inos);

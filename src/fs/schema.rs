@@ -57,6 +57,20 @@ pub const CHUNK_SIZE: u64 = 4 * 1024;
 /// Chunks per extent slot, and the slot's size in bytes.
 pub const EXTENT_CHUNKS: u64 = 32;
 pub const EXTENT_SIZE: u64 = EXTENT_CHUNKS * CHUNK_SIZE;
+
+/// The most bytes the value at chunk key `idx` may hold.
+pub fn value_max(idx: u64) -> u64 {
+    if idx.is_multiple_of(EXTENT_CHUNKS) {
+        EXTENT_SIZE
+    } else {
+        CHUNK_SIZE
+    }
+}
+
+/// Chunks a value of `len` bytes spans (what an inode's chunk count counts).
+pub fn units(len: usize) -> u64 {
+    (len as u64).div_ceil(CHUNK_SIZE)
+}
 pub const ROOT_INO: u64 = 1;
 /// The hidden statistics file at the root (never stored).
 pub const STATS_INO: u64 = 2;

@@ -38,7 +38,7 @@ pub(super) fn create_wal(env: &dyn Env, path: &Path) -> Result<Box<dyn WritableF
 /// keys to its inode key — a compaction of L0 into L1 then rewrites the
 /// L1 tables in between. At one memtable's worth, a 512 MiB write behind
 /// a source tree's metadata rewrote L1 four times.
-pub(crate) const BLOB_LOG_MEMTABLES: usize = 4;
+const BLOB_LOG_MEMTABLES: usize = 4;
 
 impl Db {
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
