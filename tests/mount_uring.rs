@@ -185,6 +185,38 @@ fn the_ring_serves_every_kind_of_request() {
     );
 }
 
+/// Ring threads run `SCHED_IDLE` (why: the `fs::uring` module doc); every
+/// other daemon thread keeps the normal policy.
+#[test]
+fn ring_threads_run_sched_idle_and_nothing_else_does() {
+    if !ring_possible() {
+        return;
+    }
+    let m = Mounted::with_args(&["-o", "io_uring"]);
+    fs::write(m.path("x"), b"1").unwrap();
+    let pid = m.pid().expect("daemon pid");
+    let mut rings = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = fs::read_to_string(t.join("comm")).unwrap();
+        let stat = fs::read_to_string(t.join("stat")).unwrap();
+        // Fields after the parenthesised name; policy is field 41.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy: i32 = after.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        let is_ring = comm.trim().starts_with("lsmfs-ring") && !comm.contains("ringw");
+        if is_ring {
+            rings += 1;
+        }
+        let want = if is_ring {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        };
+        assert_eq!(policy, want, "thread {} ({})", comm.trim(), t.display());
+    }
+    assert_eq!(rings, possible_cpus());
+}
+
 fn statfs_works(p: &std::path::Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: statvfs writes into a zeroed struct we own.
