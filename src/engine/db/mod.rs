@@ -149,6 +149,9 @@ struct WriteQueue {
     results: HashMap<u64, Result<()>>,
     next_id: u64,
     leader_active: bool,
+    /// Writers asleep on `writers_cv`: with none, nobody is woken (a
+    /// futex call saved on every write of a lone writer).
+    waiting: usize,
 }
 
 struct Shared {

@@ -30,8 +30,12 @@ impl Shared {
             self.switch_memtable(&mut st).map(|()| true)
         };
         drop(st);
-        lock(&self.writers).leader_active = false;
-        self.writers_cv.notify_all();
+        let mut q = lock(&self.writers);
+        q.leader_active = false;
+        if q.waiting > 0 {
+            self.writers_cv.notify_all();
+        }
+        drop(q);
         r.map_err(|e| self.set_bg_error(e))
     }
 

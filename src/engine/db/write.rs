@@ -110,14 +110,26 @@ impl Shared {
                 drop(q);
                 let r = self.write_group(&mut group);
                 q = lock(&self.writers);
+                let mut mine = None;
                 for p in &group {
-                    q.results.insert(p.id, r.clone());
+                    if p.id == id {
+                        mine = Some(r.clone());
+                    } else {
+                        q.results.insert(p.id, r.clone());
+                    }
                 }
                 q.leader_active = false;
-                self.writers_cv.notify_all();
-                continue;
+                if q.waiting > 0 {
+                    self.writers_cv.notify_all();
+                }
+                match mine {
+                    Some(r) => return r,
+                    None => continue,
+                }
             }
+            q.waiting += 1;
             q = self.writers_cv.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.waiting -= 1;
         }
     }
 
