@@ -9,7 +9,7 @@ use common::etcd::EtcdCluster;
 use common::{errno_of, Mounted};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ fn stat_line(m: &Mounted, key: &str) -> u64 {
     let text = fs::read_to_string(m.path(".lsmfs-stats")).expect("stats");
     text.lines()
         .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
 }
 
@@ -111,6 +111,47 @@ fn two_mounts_see_each_others_creates_renames_and_deletes() {
 /// Snapshots are not offered on etcd: `.snapshots` is empty, `mkdir` in
 /// it is EOPNOTSUPP, and `lsmfs snapshot` on the mount or on the URL is
 /// refused (exit 1) with one line saying so.
+/// The attributes of `path` read by the daemon, not the kernel's cache
+/// (`AT_STATX_FORCE_SYNC` makes FUSE ask).
+fn mode_asking_the_daemon(path: &Path) -> u32 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: a valid C string and a zeroed statx the call fills in.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_STATX_FORCE_SYNC;
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), flags, libc::STATX_MODE, &mut st) };
+    assert_eq!(r, 0, "statx {path:?}: {}", std::io::Error::last_os_error());
+    u32::from(st.stx_mode) & 0o7777
+}
+
+/// B answers its getattrs from its mirror (the keys it read, kept current
+/// by a watch); A's changes reach that mirror through the watch. Were
+/// they not applied, B would serve the old mode for ever: nothing B does
+/// here reads the key from a member again.
+#[test]
+fn another_mounts_changes_reach_the_mirror_through_the_watch() {
+    let cluster = EtcdCluster::start();
+    let url = cluster.url("mirror");
+    let a = Mounted::on_url(&url, &[]);
+    let b = Mounted::on_url(&url, &[]);
+    fs::write(a.path("f"), b"on A").unwrap();
+    eventually("A's file on B", || b.path("f").exists());
+    let before = stat_line(&b, "etcd_mirror ");
+    for mode in [0o600, 0o640, 0o604, 0o644, 0o611] {
+        for _ in 0..3 {
+            mode_asking_the_daemon(&b.path("f"));
+        }
+        fs::set_permissions(a.path("f"), fs::Permissions::from_mode(mode)).unwrap();
+        eventually("A's chmod on B's daemon", || {
+            mode_asking_the_daemon(&b.path("f")) == mode
+        });
+    }
+    let hits = stat_line(&b, "etcd_mirror ") - before;
+    assert!(hits >= 10, "B's getattrs came from its mirror {hits} times");
+    let text = fs::read_to_string(b.path(".lsmfs-stats")).expect("stats");
+    assert!(text.contains("watch following"), "{text}");
+}
+
 #[test]
 fn snapshots_are_refused_on_etcd_in_one_line() {
     let cluster = EtcdCluster::start();

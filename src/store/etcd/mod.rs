@@ -19,9 +19,14 @@
 //! - A member that is down or a leader election in progress (gRPC
 //!   `Unavailable`) is retried on the other endpoints for up to
 //!   `RETRY_FOR`; then EIO.
+//! - `get_relaxed` is answered from memory when it can: `mirror` holds
+//!   the keys this mount used lately, kept current by a watch on the
+//!   prefix (why that is as good as a member's serializable read there).
 //! - The client is async (tokio, tonic); the store owns one small runtime
-//!   and blocks the calling thread on it, so `src/fs` stays synchronous.
+//!   and blocks the calling thread on it, so `src/fs` stays synchronous;
+//!   the watch runs on that runtime too.
 
+mod mirror;
 mod target;
 pub mod txn;
 
@@ -32,8 +37,10 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
     KvClient, ResponseHeader, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
+use mirror::Mirror;
 use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use txn::NetBatch;
 
@@ -72,6 +79,7 @@ pub struct EtcdStore {
     n: Counters,
     /// The newest revision any response showed (see `get_relaxed`).
     seen: AtomicI64,
+    mirror: Arc<Mirror>,
 }
 
 /// What an etcd error means for the filesystem, and whether to retry it.
@@ -173,6 +181,7 @@ impl EtcdStore {
             shown: shown.clone(),
             n: Counters::default(),
             seen: AtomicI64::new(0),
+            mirror: Arc::new(Mirror::default()),
         };
         let mut probe = store.kv.clone();
         let key = store.key(b"Mformat");
@@ -180,7 +189,12 @@ impl EtcdStore {
             .rt
             .block_on(async { tokio::time::timeout(OPEN_TIMEOUT, probe.get(key, None)).await });
         match answered {
-            Ok(Ok(_)) => Ok(store),
+            Ok(Ok(_)) => {
+                let watch = client.watch_client().max_decoding_message_size(256 << 20);
+                let follow = mirror::follow(watch, store.prefix.clone(), store.mirror.clone());
+                store.rt.spawn(follow);
+                Ok(store)
+            }
             Ok(Err(e)) => Err(format!("{shown}: {}", one_line(&e))),
             Err(_) => Err(format!(
                 "{shown}: no etcd member answered in {} s",
@@ -194,7 +208,6 @@ impl EtcdStore {
         &self.shown
     }
 
-    /// One key's value (linearizable unless `opts` say otherwise).
     /// One key's value (linearizable unless `opts` say otherwise), and the
     /// revision of the member that answered.
     fn get_with(&self, key: &[u8], opts: Option<GetOptions>) -> io::Result<(Option<Vec<u8>>, i64)> {
@@ -210,6 +223,7 @@ impl EtcdStore {
             .into_iter()
             .next()
             .map(|kv| kv.into_key_value().1);
+        self.mirror.learn(key, v.as_deref(), rev);
         Ok((v, rev))
     }
 
@@ -288,6 +302,9 @@ impl Store for EtcdStore {
     /// it saw, go back in time).
     fn get_relaxed(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         let floor = self.seen.load(Ordering::Relaxed);
+        if let Some(v) = self.mirror.lookup(key, floor) {
+            return Ok(v);
+        }
         let (v, rev) = self.get_with(key, Some(GetOptions::new().with_serializable()))?;
         if rev >= floor {
             self.n.serializable_gets.fetch_add(1, Ordering::Relaxed);
@@ -309,7 +326,7 @@ impl Store for EtcdStore {
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })?;
-            self.saw(r.header());
+            let rev = self.saw(r.header());
             let answers = r.op_responses();
             if answers.len() != part.len() {
                 log::error!(
@@ -323,12 +340,11 @@ impl Store for EtcdStore {
                 let TxnOpResponse::Get(mut g) = a else {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 };
-                out.push(
-                    g.take_kvs()
-                        .into_iter()
-                        .next()
-                        .map(|kv| kv.into_key_value().1),
-                );
+                let v = g.take_kvs().into_iter().next();
+                out.push(v.map(|kv| kv.into_key_value().1));
+            }
+            for (k, v) in part.iter().zip(&out[out.len() - part.len()..]) {
+                self.mirror.learn(k, v.as_deref(), rev);
             }
         }
         Ok(out)
@@ -377,7 +393,10 @@ impl Store for EtcdStore {
             for kv in &kvs {
                 let k = kv.key();
                 match k.strip_prefix(&self.prefix[..]) {
-                    Some(k) => f(k, kv.value()),
+                    Some(k) => {
+                        self.mirror.learn(k, Some(kv.value()), revision);
+                        f(k, kv.value())
+                    }
                     None => return Err(io::Error::from_raw_os_error(libc::EIO)),
                 }
             }
@@ -433,11 +452,17 @@ impl Store for EtcdStore {
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         });
-        if let Ok(r) = &r {
-            self.saw(r.header());
-        }
+        let rev = r.as_ref().map_or(0, |r| self.saw(r.header()));
         match r {
-            Ok(r) if r.succeeded() => Ok(()),
+            Ok(r) if r.succeeded() => {
+                for (s, e) in &net.ranges {
+                    self.mirror.learn_deleted_range(s, e, rev);
+                }
+                for (k, v) in &net.points {
+                    self.mirror.learn(k, v.as_deref(), rev);
+                }
+                Ok(())
+            }
             Ok(_) => {
                 self.n.conflicts.fetch_add(1, Ordering::Relaxed);
                 Err(super::conflict())
@@ -477,6 +502,6 @@ impl Store for EtcdStore {
             n(&self.n.conflicts),
             n(&self.n.retries),
             n(&self.n.refused),
-        )
+        ) + &self.mirror.stats_line()
     }
 }
