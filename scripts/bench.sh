@@ -5,15 +5,17 @@
 # JuiceFS (sqlite3 metadata, local file storage), on fuse2fs (ext4 in an
 # image file, through FUSE) and on the plain directory; prints seconds and ratios, the lsmfs daemon's
 # peak RSS, the FUSE requests each lsmfs target served and the µs per call
-# of the 20,000-fchmod row (one round trip each).
+# of the 20,000-fchmod row (one round trip each). Target `etcd`: lsmfs on
+# etcd beside JuiceFS on the same 3-member cluster (scripts/etcd-bench.sh,
+# its own smaller tree), printed after the main table.
 #
 # usage: scripts/bench.sh [WORKDIR]     (default /tmp/lsmfs-fsbench)
-#   TARGETS="plain bindfs juicefs fuse2fs lsmfs lsmfs-uring"  which targets to run (default: all)
+#   TARGETS="plain bindfs juicefs fuse2fs lsmfs lsmfs-uring etcd"  which targets to run (default: all)
 #   LSMFS_OPTS="--sync always"    extra `lsmfs mount` options
 #   STEP_TIMEOUT=300              seconds before one workload is abandoned
 #   ROWS="untar cp-r rm-r 20k-fchmod"  which workloads to time (default: all); a
 #                                 workload a chosen one needs (untar before cp-r)
-#                                 still runs, untimed
+#                                 still runs, untimed (not the etcd target's rows)
 #
 # The source tree (Python standard library with its tests + /usr/include,
 # ~250 MB) is built once into WORKDIR/src.tar, and a git repository of it
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=$(realpath -m "${1:-/tmp/lsmfs-fsbench}")
-TARGETS=${TARGETS:-plain bindfs juicefs fuse2fs lsmfs lsmfs-uring}
+TARGETS=${TARGETS:-plain bindfs juicefs fuse2fs lsmfs lsmfs-uring etcd}
 LSMFS_OPTS=${LSMFS_OPTS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 ROWS=${ROWS:-}
@@ -325,6 +327,10 @@ for T in $TARGETS; do
     echo "$T data directory after the run: $(numfmt --to=iec "$before"), $(numfmt --to=iec "$now_size") once idle reclaim settled ($(($(date +%s) - t0)) s)" | tee -a "$NOTES"
     lsmfs_umount
     ;;
+  etcd)
+    echo "== etcd (scripts/etcd-bench.sh)"
+    LSMFS_BIN=$BIN bash scripts/etcd-bench.sh "$WORK/etcd" | tee "$WORK/etcd.txt" | sed 's/^/  /'
+    ;;
   *) echo "unknown target $T" >&2 ;;
   esac
 done
@@ -338,9 +344,14 @@ awk '{v[$2,$1]=$3; if (!($2 in seen)) {seen[$2]=1; order[n++]=$2}}
   END {for (i = 0; i < n; i++) {w = order[i]; p = v[w, "plain"]; b = v[w, "bindfs"]; l = v[w, "lsmfs"]; u = v[w, "lsmfs-uring"]; j = v[w, "juicefs"]; e = v[w, "fuse2fs"];
     printf "%-18s %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", w, f(p), f(b), f(j), f(e), f(l), f(u), r(l, p), r(u, p), r(u, l)}}' "$RESULTS"
 [ -n "$KEPT_TARGETS" ] && echo "(columns of $KEPT_TARGETS: from an earlier run in $WORK)"
+if [[ " $TARGETS " == *" etcd "* && -s "$WORK/etcd.txt" ]]; then
+  echo
+  echo "lsmfs on etcd beside JuiceFS on the same 3-member etcd cluster:"
+  sed -n '/^tree:/,$p' "$WORK/etcd.txt"
+fi
 echo
 cat "$NOTES"
 for T in lsmfs lsmfs-uring; do
-  [ -s "$WORK/$T-stats.txt" ] && echo "$T engine statistics at the end: $WORK/$T-stats.txt"
+  [[ " $TARGETS " == *" $T "* && -s "$WORK/$T-stats.txt" ]] && echo "$T engine statistics at the end: $WORK/$T-stats.txt"
 done
 exit 0
