@@ -23,8 +23,8 @@
 //! - While the watch is down nothing is served or learned; a new watch
 //!   starts from an empty mirror at its creation revision (no history to
 //!   replay, so a compacted revision never matters).
-//! - Bounded: a value over `VALUE_MAX` is not held (file data), and at
-//!   `MAX_KEYS` the mirror is emptied and refills as keys are read.
+//! - Bounded: a value over `VALUE_MAX` is not held (file data), and past
+//!   `MAX_BYTES` the mirror is emptied and refills as keys are read.
 //!
 //! With no other writer on the cluster, the floor is this mount's last
 //! commit or read, and the watch reaches it within a millisecond; another
@@ -41,8 +41,11 @@ use std::time::Duration;
 
 /// Largest value held (inodes, entries, xattrs, small inline files).
 const VALUE_MAX: usize = 1024;
-/// Keys held before the mirror is emptied.
-const MAX_KEYS: usize = 1 << 18;
+/// Bytes held (keys, values and `ENTRY_COST` each) before the mirror is
+/// emptied.
+const MAX_BYTES: usize = 64 << 20;
+/// What one held key costs beyond its bytes (the map's node, the Vecs).
+const ENTRY_COST: usize = 64;
 /// Pause before a broken watch is created again.
 const REWATCH_PAUSE: Duration = Duration::from_millis(200);
 
@@ -56,6 +59,35 @@ struct State {
     live: bool,
     applied: i64,
     keys: BTreeMap<Vec<u8>, Held>,
+    bytes: usize,
+}
+
+fn cost(key: &[u8], h: &Held) -> usize {
+    key.len() + h.value.as_ref().map_or(0, Vec::len) + ENTRY_COST
+}
+
+impl State {
+    fn set(&mut self, key: &[u8], held: Held) {
+        let add = cost(key, &held);
+        if self.bytes + add > MAX_BYTES {
+            self.clear();
+        }
+        self.bytes += add;
+        if let Some(old) = self.keys.insert(key.to_vec(), held) {
+            self.bytes -= cost(key, &old);
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(old) = self.keys.remove(key) {
+            self.bytes -= cost(key, &old);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.bytes = 0;
+    }
 }
 
 #[derive(Default)]
@@ -102,15 +134,10 @@ impl Mirror {
             return;
         }
         match value {
-            Some(v) if v.len() > VALUE_MAX => {
-                st.keys.remove(key);
-            }
+            Some(v) if v.len() > VALUE_MAX => st.remove(key),
             _ => {
-                if st.keys.len() >= MAX_KEYS {
-                    st.keys.clear();
-                }
                 let value = value.map(<[u8]>::to_vec);
-                st.keys.insert(key.to_vec(), Held { value, rev });
+                st.set(key, Held { value, rev });
             }
         }
     }
@@ -122,10 +149,12 @@ impl Mirror {
             return;
         }
         let range = (Bound::Included(start), Bound::Excluded(end));
-        for (_, h) in st.keys.range_mut::<[u8], _>(range) {
-            if h.rev < rev {
-                *h = Held { value: None, rev };
-            }
+        let gone: Vec<Vec<u8>> = (st.keys.range::<[u8], _>(range))
+            .filter(|(_, h)| h.rev < rev)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            st.set(&k, Held { value: None, rev });
         }
     }
 
@@ -133,7 +162,7 @@ impl Mirror {
     pub fn started(&self, rev: i64) {
         self.watches.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state();
-        st.keys.clear();
+        st.clear();
         st.applied = rev;
         st.live = true;
     }
@@ -141,7 +170,7 @@ impl Mirror {
     /// The watch broke: nothing is served until a new one starts.
     pub fn stopped(&self) {
         let mut st = self.state();
-        st.keys.clear();
+        st.clear();
         st.live = false;
     }
 
@@ -153,21 +182,14 @@ impl Mirror {
             return;
         }
         for c in changes {
-            let Some(h) = st.keys.get_mut(c.key) else {
-                continue;
-            };
-            if h.rev >= c.rev {
+            if st.keys.get(c.key).is_none_or(|h| h.rev >= c.rev) {
                 continue;
             }
             match c.value {
-                Some(v) if v.len() > VALUE_MAX => {
-                    st.keys.remove(c.key);
-                }
+                Some(v) if v.len() > VALUE_MAX => st.remove(c.key),
                 v => {
-                    *h = Held {
-                        value: v.map(<[u8]>::to_vec),
-                        rev: c.rev,
-                    }
+                    let value = v.map(<[u8]>::to_vec);
+                    st.set(c.key, Held { value, rev: c.rev });
                 }
             }
         }
@@ -317,9 +339,20 @@ mod tests {
     #[test]
     fn full_means_emptied_not_grown() {
         let m = live_at(1);
-        for i in 0..MAX_KEYS + 10 {
-            m.learn(format!("k{i}").as_bytes(), Some(b"v"), 2);
+        let v = vec![7u8; VALUE_MAX];
+        for i in 0..MAX_BYTES / VALUE_MAX + 10 {
+            m.learn(format!("k{i}").as_bytes(), Some(&v), 2);
+            assert!(m.state().bytes <= MAX_BYTES);
         }
-        assert!(m.state().keys.len() <= MAX_KEYS);
+        let st = m.state();
+        let counted: usize = st.keys.iter().map(|(k, h)| cost(k, h)).sum();
+        assert_eq!(counted, st.bytes);
+        drop(st);
+        assert!(m.state().keys.len() < MAX_BYTES / VALUE_MAX);
+        m.learn(b"k1", Some(b"short"), 3);
+        m.learn_deleted_range(b"k", b"l", 4);
+        let st = m.state();
+        let counted: usize = st.keys.iter().map(|(k, h)| cost(k, h)).sum();
+        assert_eq!(counted, st.bytes);
     }
 }
