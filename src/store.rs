@@ -116,6 +116,9 @@ fn unsupported() -> io::Error {
     io::Error::from_raw_os_error(libc::EOPNOTSUPP)
 }
 
+/// Where `Store::follow_changes` sends the keys another client changed.
+pub type ChangeSink = Box<dyn Fn(Vec<Vec<u8>>) + Send + Sync>;
+
 pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Entries with `start <= key < end`, in key order, at most `limit` of them.
@@ -133,8 +136,6 @@ pub trait Store: Send + Sync {
         }
         Ok(())
     }
-    /// Apply a batch atomically. Once this returns Ok the batch survives a
-    /// kill of the process; with `sync` it also survives power loss.
     /// A read that a shared store may serve from a replica that lags,
     /// though never from one behind what this store has already seen (its
     /// own commits, its earlier reads). For reads whose staleness is
@@ -149,6 +150,8 @@ pub trait Store: Send + Sync {
     fn get_many(&self, keys: &[Vec<u8>]) -> io::Result<Vec<Option<Vec<u8>>>> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// Apply a batch atomically. Once this returns Ok the batch survives a
+    /// kill of the process; with `sync` it also survives power loss.
     fn write(&self, batch: Batch, sync: bool) -> io::Result<()>;
     /// Make everything written so far survive power loss.
     fn sync(&self) -> io::Result<()>;
@@ -156,6 +159,13 @@ pub trait Store: Send + Sync {
     /// then the filesystem caches nothing of it and every operation's
     /// batches carry expectations of what it read (see `fs::shared`).
     fn shared(&self) -> bool {
+        false
+    }
+    /// From now on, hand `sink` the keys other clients change, in batches,
+    /// soon after each change (a shared store that can tell: etcd's
+    /// watch); this client's own commits are left out as far as the store
+    /// can tell. False if the store cannot follow (nothing is called).
+    fn follow_changes(&self, _sink: ChangeSink) -> bool {
         false
     }
     /// Human-readable statistics of the store (shown through the mount).

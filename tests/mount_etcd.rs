@@ -152,6 +152,51 @@ fn another_mounts_changes_reach_the_mirror_through_the_watch() {
     assert!(text.contains("watch following"), "{text}");
 }
 
+/// The watch also drops B's *kernel* caches when A changes something: B
+/// sees A's chmod, and A's create of a name B has just found missing,
+/// before the 1 s entry and attribute timeout of what B's kernel holds.
+/// (Without the invalidation B's kernel answers from its cache until
+/// `t0 + 1 s`, after the deadline.)
+#[test]
+fn another_mounts_changes_drop_this_kernels_cache_at_once() {
+    let cluster = EtcdCluster::start();
+    let url = cluster.url("inval");
+    let a = Mounted::on_url(&url, &[]);
+    let b = Mounted::on_url(&url, &[]);
+    fs::write(a.path("f"), b"on A").unwrap();
+    eventually("A's file on B", || b.path("f").exists());
+    let seen_by = |deadline: Instant, what: &str, f: &dyn Fn() -> bool| {
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "B's kernel still cached it: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for (i, mode) in [0o600, 0o640, 0o604, 0o611].into_iter().enumerate() {
+        let t0 = Instant::now();
+        let cached = fs::metadata(b.path("f")).unwrap().mode() & 0o7777;
+        assert_ne!(cached, mode);
+        fs::set_permissions(a.path("f"), fs::Permissions::from_mode(mode)).unwrap();
+        seen_by(t0 + Duration::from_millis(950), "a chmod", &|| {
+            fs::metadata(b.path("f")).is_ok_and(|m| m.mode() & 0o7777 == mode)
+        });
+        let name = format!("new{i}");
+        let t0 = Instant::now();
+        assert!(!b.path(&name).exists());
+        fs::write(a.path(&name), b"").unwrap();
+        seen_by(t0 + Duration::from_millis(950), "a create", &|| {
+            b.path(&name).exists()
+        });
+    }
+    let text = fs::read_to_string(b.path(".lsmfs-stats")).expect("stats");
+    assert!(
+        text.contains("keys other clients changed handed on"),
+        "{text}"
+    );
+}
+
 #[test]
 fn snapshots_are_refused_on_etcd_in_one_line() {
     let cluster = EtcdCluster::start();

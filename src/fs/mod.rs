@@ -13,6 +13,7 @@
 //! | `space` | the free-space reserve: ENOSPC before the disk is really full |
 //! | `snapshots` | `.snapshots`: each snapshot's tree, read-only, and its inode numbers |
 //! | `shared` | a store other hosts write too: tracked reads, compared commits, retries |
+//! | `invalidate` | another host's changes dropped from the kernel's caches at once |
 //! | `ops` | what each FUSE request does, shared by both transports |
 //! | `fuse` | the classic transport: the thin `fuser::Filesystem` translation |
 //! | `uring` | the io_uring transport: per-CPU queues, its wire format |
@@ -45,6 +46,7 @@ pub mod fsck;
 pub mod fuse;
 pub mod fusermount;
 pub mod inode;
+mod invalidate;
 pub mod mount;
 pub mod mount_checks;
 pub mod mount_options;

@@ -938,6 +938,19 @@ fn serve(
     let ops = fs.ops().clone();
     let Served { session, ring } =
         start_session(fs, mountpoint, parsed, args.threads as usize, ring)?;
+    let store = ops.core().store();
+    if store.shared() {
+        match super::invalidate::kernel_sink(session.notifier()) {
+            Ok(sink) => {
+                if store.follow_changes(sink) {
+                    log::info!("other hosts' changes drop the kernel's cached names and attributes at once");
+                }
+            }
+            Err(e) => log::warn!(
+                "cannot start the invalidation thread ({e}): other hosts' changes are seen after the 1 s cache timeout"
+            ),
+        }
+    }
     if args.readahead_kb > 0 {
         set_readahead(mountpoint, args.readahead_kb);
     }

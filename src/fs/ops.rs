@@ -13,7 +13,9 @@
 //! across opens (FOPEN_KEEP_CACHE) and cache symlink targets.
 //! On a shared store (etcd, other hosts writing) names and attributes are
 //! still cached for `TTL` — the bound on how late another host's change is
-//! seen — but pages only while a file is open: each open drops them.
+//! seen, unless the store follows other clients' changes and `invalidate`
+//! drops what they make stale at once — but pages only while a file is
+//! open: each open drops them.
 
 use super::core::{Caller, FsCore, SetAttr};
 use super::inode::{Attr, KIND_FILE};

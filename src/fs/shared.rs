@@ -33,7 +33,7 @@
 //! directory elsewhere changes the directory's record, which rmdir read).
 
 use super::core::{FsCore, FsResult};
-use crate::store::{is_conflict, Batch, BatchOp, Store};
+use crate::store::{is_conflict, Batch, BatchOp, ChangeSink, Store};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
@@ -177,6 +177,10 @@ impl Store for Tracked {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn follow_changes(&self, sink: ChangeSink) -> bool {
+        self.inner.follow_changes(sink)
     }
 }
 

@@ -26,18 +26,25 @@
 //! - Bounded: a value over `VALUE_MAX` is not held (file data), and past
 //!   `MAX_BYTES` the mirror is emptied and refills as keys are read.
 //!
+//! The watch also tells the filesystem what other clients changed
+//! (`Store::follow_changes`, so that it can drop the kernel's cached
+//! names and attributes at once): a change is held for `HOLD`, long
+//! enough for the answer to our own commit of it to arrive, and handed on
+//! unless it was ours.
+//!
 //! With no other writer on the cluster, the floor is this mount's last
 //! commit or read, and the watch reaches it within a millisecond; another
 //! prefix's steady writes move the floor where this prefix's events never
 //! take `applied`, and then the mirror serves little (reads go to a
 //! member as before).
 
+use crate::store::ChangeSink;
 use etcd_client::{WatchClient, WatchOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest value held (inodes, entries, xattrs, small inline files).
 const VALUE_MAX: usize = 1024;
@@ -48,6 +55,8 @@ const MAX_BYTES: usize = 64 << 20;
 const ENTRY_COST: usize = 64;
 /// Pause before a broken watch is created again.
 const REWATCH_PAUSE: Duration = Duration::from_millis(200);
+/// How long a change is held before it is handed on as another client's.
+const HOLD: Duration = Duration::from_millis(5);
 
 struct Held {
     value: Option<Vec<u8>>,
@@ -90,9 +99,22 @@ impl State {
     }
 }
 
+/// What `follow_changes` asked for: where other clients' changes go.
+#[derive(Default)]
+struct Foreign {
+    sink: Option<ChangeSink>,
+    /// Changes not handed on yet: when the watch showed them, their
+    /// revision, their keys.
+    held: VecDeque<(Instant, i64, Vec<Vec<u8>>)>,
+    /// Revisions of our own commits the watch has not shown yet.
+    own: BTreeSet<i64>,
+    handed: u64,
+}
+
 #[derive(Default)]
 pub struct Mirror {
     st: Mutex<State>,
+    foreign: Mutex<Foreign>,
     hits: AtomicU64,
     watches: AtomicU64,
 }
@@ -108,6 +130,59 @@ pub struct Change<'a> {
 impl Mirror {
     fn state(&self) -> MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn foreign(&self) -> MutexGuard<'_, Foreign> {
+        self.foreign.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hand other clients' changes to `sink` from now on.
+    pub fn set_sink(&self, sink: ChangeSink) {
+        self.foreign().sink = Some(sink);
+    }
+
+    /// Our own commit made revision `rev`: its changes are not foreign.
+    pub fn committed(&self, rev: i64) {
+        let mut f = self.foreign();
+        if f.sink.is_some() {
+            f.own.insert(rev);
+        }
+    }
+
+    /// Whether changes are held, waiting to be handed on.
+    pub fn holding(&self) -> bool {
+        !self.foreign().held.is_empty()
+    }
+
+    /// Hand on the changes held for `HOLD` (all of them with `all`) that
+    /// were not our own commits'.
+    pub fn hand_on(&self, all: bool) {
+        let mut f = self.foreign();
+        let mut keys = Vec::new();
+        while let Some((at, rev, _)) = f.held.front() {
+            if !all && at.elapsed() < HOLD {
+                break;
+            }
+            let rev = *rev;
+            let Some((_, _, k)) = f.held.pop_front() else {
+                break;
+            };
+            if !f.own.remove(&rev) {
+                keys.extend(k);
+            }
+            // Older own revisions the watch never showed (a new watch
+            // began after them) never will.
+            while f.own.first().is_some_and(|&r| r < rev) {
+                f.own.pop_first();
+            }
+        }
+        if keys.is_empty() {
+            return;
+        }
+        f.handed += keys.len() as u64;
+        if let Some(sink) = &f.sink {
+            sink(keys);
+        }
     }
 
     /// The value of `key` if the mirror holds it current at `floor` or later.
@@ -172,6 +247,8 @@ impl Mirror {
         let mut st = self.state();
         st.clear();
         st.live = false;
+        drop(st);
+        self.hand_on(true);
     }
 
     /// A watch response: its changes, and the revision through which the
@@ -181,7 +258,17 @@ impl Mirror {
         if !st.live {
             return;
         }
+        let mut f = self.foreign();
+        let follow = f.sink.is_some();
         for c in changes {
+            if follow {
+                match f.held.back_mut() {
+                    Some((_, rev, keys)) if *rev == c.rev => keys.push(c.key.to_vec()),
+                    _ => f
+                        .held
+                        .push_back((Instant::now(), c.rev, vec![c.key.to_vec()])),
+                }
+            }
             if st.keys.get(c.key).is_none_or(|h| h.rev >= c.rev) {
                 continue;
             }
@@ -199,8 +286,10 @@ impl Mirror {
     /// For `.lsmfs-stats`.
     pub fn stats_line(&self) -> String {
         let st = self.state();
+        let handed = self.foreign().handed;
         format!(
-            "etcd_mirror {} hits, {} keys held, watch {} at revision {} ({} created)\n",
+            "etcd_mirror {} hits, {} keys held, watch {} at revision {} ({} created), \
+             {handed} keys other clients changed handed on\n",
             self.hits.load(Ordering::Relaxed),
             st.keys.len(),
             if st.live { "following" } else { "down" },
@@ -217,7 +306,18 @@ pub async fn follow(mut client: WatchClient, prefix: Vec<u8>, mirror: Arc<Mirror
         let opts = WatchOptions::new().with_prefix();
         match client.watch(prefix.clone(), Some(opts)).await {
             Ok(mut stream) => loop {
-                let resp = match stream.message().await {
+                let next = if mirror.holding() {
+                    match tokio::time::timeout(HOLD, stream.message()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            mirror.hand_on(false);
+                            continue;
+                        }
+                    }
+                } else {
+                    stream.message().await
+                };
+                let resp = match next {
                     Ok(Some(r)) => r,
                     Ok(None) => {
                         log::debug!("etcd watch ended; creating it again");
@@ -247,6 +347,7 @@ pub async fn follow(mut client: WatchClient, prefix: Vec<u8>, mirror: Arc<Mirror
                     Some(Change { key, value, rev })
                 });
                 mirror.apply(changes, through);
+                mirror.hand_on(false);
             },
             Err(e) => log::debug!("cannot create the etcd watch: {e}"),
         }

@@ -455,6 +455,9 @@ impl Store for EtcdStore {
         let rev = r.as_ref().map_or(0, |r| self.saw(r.header()));
         match r {
             Ok(r) if r.succeeded() => {
+                if !net.is_empty() {
+                    self.mirror.committed(rev);
+                }
                 for (s, e) in &net.ranges {
                     self.mirror.learn_deleted_range(s, e, rev);
                 }
@@ -477,6 +480,11 @@ impl Store for EtcdStore {
     }
 
     fn shared(&self) -> bool {
+        true
+    }
+
+    fn follow_changes(&self, sink: super::ChangeSink) -> bool {
+        self.mirror.set_sink(sink);
         true
     }
 
