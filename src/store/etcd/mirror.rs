@@ -39,11 +39,10 @@
 //! member as before).
 
 use crate::store::ChangeSink;
-use etcd_client::{WatchClient, WatchOptions};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Largest value held (inodes, entries, xattrs, small inline files).
@@ -53,10 +52,8 @@ const VALUE_MAX: usize = 1024;
 const MAX_BYTES: usize = 64 << 20;
 /// What one held key costs beyond its bytes (the map's node, the Vecs).
 const ENTRY_COST: usize = 64;
-/// Pause before a broken watch is created again.
-const REWATCH_PAUSE: Duration = Duration::from_millis(200);
 /// How long a change is held before it is handed on as another client's.
-const HOLD: Duration = Duration::from_millis(5);
+pub const HOLD: Duration = Duration::from_millis(5);
 
 struct Held {
     value: Option<Vec<u8>>,
@@ -296,63 +293,6 @@ impl Mirror {
             st.applied,
             self.watches.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Follow every change under `prefix` for as long as the runtime runs,
-/// creating the watch again whenever it breaks.
-pub async fn follow(mut client: WatchClient, prefix: Vec<u8>, mirror: Arc<Mirror>) {
-    loop {
-        let opts = WatchOptions::new().with_prefix();
-        match client.watch(prefix.clone(), Some(opts)).await {
-            Ok(mut stream) => loop {
-                let next = if mirror.holding() {
-                    match tokio::time::timeout(HOLD, stream.message()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            mirror.hand_on(false);
-                            continue;
-                        }
-                    }
-                } else {
-                    stream.message().await
-                };
-                let resp = match next {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        log::debug!("etcd watch ended; creating it again");
-                        break;
-                    }
-                    Err(e) => {
-                        log::debug!("etcd watch failed: {e}; creating it again");
-                        break;
-                    }
-                };
-                let through = resp.header().map_or(0, |h| h.revision());
-                if resp.canceled() {
-                    log::debug!("etcd watch canceled: {}", resp.cancel_reason());
-                    break;
-                }
-                if resp.created() {
-                    mirror.started(through);
-                    continue;
-                }
-                // A delete event's key-value has version 0 (etcd sends
-                // only the key and the deleting revision).
-                let changes = resp.events().iter().filter_map(|e| {
-                    let kv = e.kv()?;
-                    let key = kv.key().strip_prefix(&prefix[..])?;
-                    let value = (kv.version() > 0).then(|| kv.value());
-                    let rev = kv.mod_revision();
-                    Some(Change { key, value, rev })
-                });
-                mirror.apply(changes, through);
-                mirror.hand_on(false);
-            },
-            Err(e) => log::debug!("cannot create the etcd watch: {e}"),
-        }
-        mirror.stopped();
-        tokio::time::sleep(REWATCH_PAUSE).await;
     }
 }
 

@@ -29,6 +29,7 @@
 mod mirror;
 mod target;
 pub mod txn;
+mod watch;
 
 pub use target::{is_etcd, Access, EtcdArgs, EtcdUrl, PASSWORD_ENV};
 
@@ -191,7 +192,7 @@ impl EtcdStore {
         match answered {
             Ok(Ok(_)) => {
                 let watch = client.watch_client().max_decoding_message_size(256 << 20);
-                let follow = mirror::follow(watch, store.prefix.clone(), store.mirror.clone());
+                let follow = watch::follow(watch, store.prefix.clone(), store.mirror.clone());
                 store.rt.spawn(follow);
                 Ok(store)
             }
