@@ -37,8 +37,9 @@
 //! prefix's steady writes move the floor where this prefix's events never
 //! take `applied`, and then the mirror serves little (reads go to a
 //! member as before). A requested progress notification would move
-//! `applied` along, but etcd before 3.4.24 can send one ahead of events it
-//! covers (etcd issue 15220; Debian ships 3.4.23), so none is asked for.
+//! `applied` along, but etcd releases from before the fix of etcd issue
+//! 15220 (Debian's 3.4.23 among them) can send one ahead of events it
+//! covers, so none is asked for.
 
 use crate::store::ChangeSink;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
