@@ -15,10 +15,14 @@ use std::time::{Duration, Instant};
 
 /// Wait (up to 5 s: the kernel's entry and attribute timeout is 1 s) for `f`.
 fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    until(Instant::now() + Duration::from_secs(5), what, f);
+}
+
+/// Wait for `f` until `deadline`, failing the test after it.
+fn until(deadline: Instant, what: &str, f: impl Fn() -> bool) {
     while !f() {
-        assert!(Instant::now() < deadline, "not seen within 5 s: {what}");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "not seen in time: {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -108,9 +112,6 @@ fn two_mounts_see_each_others_creates_renames_and_deletes() {
     check_clean(&url);
 }
 
-/// Snapshots are not offered on etcd: `.snapshots` is empty, `mkdir` in
-/// it is EOPNOTSUPP, and `lsmfs snapshot` on the mount or on the URL is
-/// refused (exit 1) with one line saying so.
 /// The attributes of `path` read by the daemon, not the kernel's cache
 /// (`AT_STATX_FORCE_SYNC` makes FUSE ask).
 fn mode_asking_the_daemon(path: &Path) -> u32 {
@@ -165,30 +166,25 @@ fn another_mounts_changes_drop_this_kernels_cache_at_once() {
     let b = Mounted::on_url(&url, &[]);
     fs::write(a.path("f"), b"on A").unwrap();
     eventually("A's file on B", || b.path("f").exists());
-    let seen_by = |deadline: Instant, what: &str, f: &dyn Fn() -> bool| {
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "B's kernel still cached it: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
     for (i, mode) in [0o600, 0o640, 0o604, 0o611].into_iter().enumerate() {
         let t0 = Instant::now();
         let cached = fs::metadata(b.path("f")).unwrap().mode() & 0o7777;
         assert_ne!(cached, mode);
         fs::set_permissions(a.path("f"), fs::Permissions::from_mode(mode)).unwrap();
-        seen_by(t0 + Duration::from_millis(950), "a chmod", &|| {
-            fs::metadata(b.path("f")).is_ok_and(|m| m.mode() & 0o7777 == mode)
-        });
+        until(
+            t0 + Duration::from_millis(950),
+            "A's chmod in B's kernel",
+            || fs::metadata(b.path("f")).is_ok_and(|m| m.mode() & 0o7777 == mode),
+        );
         let name = format!("new{i}");
         let t0 = Instant::now();
         assert!(!b.path(&name).exists());
         fs::write(a.path(&name), b"").unwrap();
-        seen_by(t0 + Duration::from_millis(950), "a create", &|| {
-            b.path(&name).exists()
-        });
+        until(
+            t0 + Duration::from_millis(950),
+            "A's create in B's kernel",
+            || b.path(&name).exists(),
+        );
     }
     let text = fs::read_to_string(b.path(".lsmfs-stats")).expect("stats");
     assert!(
@@ -197,6 +193,9 @@ fn another_mounts_changes_drop_this_kernels_cache_at_once() {
     );
 }
 
+/// Snapshots are not offered on etcd: `.snapshots` is empty, `mkdir` in
+/// it is EOPNOTSUPP, and `lsmfs snapshot` on the mount or on the URL is
+/// refused (exit 1) with one line saying so.
 #[test]
 fn snapshots_are_refused_on_etcd_in_one_line() {
     let cluster = EtcdCluster::start();
