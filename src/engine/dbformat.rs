@@ -121,13 +121,40 @@ pub fn compare_internal(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
-/// An owned internal key that sorts in internal-key order (for BTreeMap).
+/// An owned internal key that sorts in internal-key order (for the
+/// memtable's B-tree). It carries the first 16 bytes of its user key as
+/// a big-endian integer, zero-padded: keys whose heads differ are ordered
+/// by the heads alone (a shorter key pads with zeros, which sort first),
+/// so most comparisons in a B-tree search touch no key bytes on the heap
+/// and call no `memcmp`. Only equal heads fall back to the full order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InternalKey(pub Vec<u8>);
+pub struct InternalKey {
+    head: u128,
+    key: Vec<u8>,
+}
+
+impl InternalKey {
+    pub fn new(key: Vec<u8>) -> InternalKey {
+        let u = user_key(&key);
+        let mut b = [0u8; 16];
+        let n = u.len().min(16);
+        b[..n].copy_from_slice(&u[..n]);
+        InternalKey {
+            head: u128::from_be_bytes(b),
+            key,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.key
+    }
+}
 
 impl Ord for InternalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(&self.0, &other.0)
+        self.head
+            .cmp(&other.head)
+            .then_with(|| compare_internal(&self.key, &other.key))
     }
 }
 
@@ -150,6 +177,36 @@ mod tests {
         assert_eq!(compare_internal(&a1, &b1), Ordering::Less);
         let d2 = make_internal_key(b"a", 2, ValueType::Deletion);
         assert_eq!(compare_internal(&a2, &d2), Ordering::Less);
+    }
+
+    #[test]
+    fn head_order_agrees_with_the_full_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"a\0b",
+            b"ab",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnoq",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        for a in &keys {
+            for b in &keys {
+                for (sa, sb) in [(1, 1), (1, 2), (2, 1)] {
+                    let ka = make_internal_key(a, sa, ValueType::Value);
+                    let kb = make_internal_key(b, sb, ValueType::Value);
+                    let want = compare_internal(&ka, &kb);
+                    let got = InternalKey::new(ka).cmp(&InternalKey::new(kb));
+                    assert_eq!(got, want, "{a:?}@{sa} vs {b:?}@{sb}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! share the read lock for the duration of one lookup or one prefetch of
 //! entries. A lock-free skiplist would let readers and the writer overlap
 //! completely; the B-tree is simpler, safe Rust, and fast enough that the
-//! WAL `write(2)` dominates a put.
+//! WAL `write(2)` dominates a put. Its keys carry their first 16 bytes
+//! inline (`InternalKey`), so a search compares integers in the node
+//! instead of following a pointer per key: `lsmfs bench --benchmarks
+//! fillrandom --num 500000` went from 1.66–1.75 to 1.46–1.55 µs per put.
 //!
 //! Range deletions are kept beside the entries, in a list whose fragments
 //! (see `range_del`) are rebuilt on the first read after a new one.
@@ -64,7 +67,7 @@ impl MemTable {
         for (seq, t, k, v) in entries {
             let ik = super::dbformat::make_internal_key(k, *seq, *t);
             bytes += ik.len() + v.len() + ENTRY_OVERHEAD;
-            map.insert(InternalKey(ik), v.to_vec());
+            map.insert(InternalKey::new(ik), v.to_vec());
         }
         drop(map);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -112,10 +115,10 @@ impl MemTable {
     /// The newest entry for `user_key` with sequence <= `seq`, and its
     /// sequence (range deletions not applied: see `range_del_cover`).
     pub fn get(&self, user_key: &[u8], seq: u64) -> Option<(u64, MemGet)> {
-        let probe = InternalKey(lookup_key(user_key, seq));
+        let probe = InternalKey::new(lookup_key(user_key, seq));
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let (k, v) = map.range(probe..).next()?;
-        let p = parse_internal_key(&k.0)?;
+        let p = parse_internal_key(k.bytes())?;
         if p.user_key != user_key {
             return None;
         }
@@ -153,7 +156,7 @@ impl MemTable {
     fn fetch(&self, from: Bound<&InternalKey>, out: &mut VecDeque<(Vec<u8>, Vec<u8>)>) -> bool {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         for (k, v) in map.range((from, Bound::Unbounded)).take(PREFETCH) {
-            out.push_back((k.0.clone(), v.clone()));
+            out.push_back((k.bytes().to_vec(), v.clone()));
         }
         out.len() < PREFETCH
     }
@@ -187,7 +190,7 @@ impl InternalIterator for MemTableIterator {
     }
 
     fn seek(&mut self, target: &[u8]) {
-        let t = InternalKey(target.to_vec());
+        let t = InternalKey::new(target.to_vec());
         self.refill_from(Bound::Included(&t));
     }
 
@@ -198,7 +201,7 @@ impl InternalIterator for MemTableIterator {
         if let Some(e) = self.buf.pop_front() {
             self.current = Some(e);
         } else if !self.exhausted {
-            let k = InternalKey(cur.0);
+            let k = InternalKey::new(cur.0);
             self.refill_from(Bound::Excluded(&k));
         }
     }
