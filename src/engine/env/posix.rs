@@ -634,6 +634,28 @@ mod tests {
         assert_eq!(env.read_all(&q).unwrap(), b"abc");
     }
 
+    /// The writeback thread works on a duplicate descriptor: the file may
+    /// close at once, and the descriptor number its successor gets is
+    /// never touched by the thread.
+    #[test]
+    fn writeback_outlives_its_file_and_touches_no_other() {
+        let (dir, env) = setup();
+        for i in 0..50u32 {
+            let p = dir.path().join(format!("{i:06}.blob"));
+            let mut f = env.create_writable(&p).unwrap();
+            f.append(&vec![i as u8; 70 << 10]).unwrap();
+            f.flush().unwrap();
+            f.start_writeback();
+            drop(f);
+            let q = dir.path().join(format!("next{i}"));
+            let mut g = env.create_writable(&q).unwrap();
+            g.append(b"after").unwrap();
+            g.sync().unwrap();
+            assert_eq!(env.read_all(&p).unwrap(), vec![i as u8; 70 << 10]);
+            assert_eq!(env.read_all(&q).unwrap(), b"after");
+        }
+    }
+
     #[test]
     fn a_full_buffer_is_written_automatically() {
         let (dir, env) = setup();
