@@ -125,18 +125,25 @@ fn mode_asking_the_daemon(path: &Path) -> u32 {
     u32::from(st.stx_mode) & 0o7777
 }
 
+/// Two mounts of one prefix (A, B), and a file `f` A wrote that B sees.
+/// The mounts drop before the cluster (reverse order of the bindings).
+fn two_mounts_sharing_a_file(prefix: &str) -> (EtcdCluster, Mounted, Mounted) {
+    let cluster = EtcdCluster::start();
+    let url = cluster.url(prefix);
+    let a = Mounted::on_url(&url, &[]);
+    let b = Mounted::on_url(&url, &[]);
+    fs::write(a.path("f"), b"on A").unwrap();
+    eventually("A's file on B", || b.path("f").exists());
+    (cluster, a, b)
+}
+
 /// B answers its getattrs from its mirror (the keys it read, kept current
 /// by a watch); A's changes reach that mirror through the watch. Were
 /// they not applied, B would serve the old mode for ever: nothing B does
 /// here reads the key from a member again.
 #[test]
 fn another_mounts_changes_reach_the_mirror_through_the_watch() {
-    let cluster = EtcdCluster::start();
-    let url = cluster.url("mirror");
-    let a = Mounted::on_url(&url, &[]);
-    let b = Mounted::on_url(&url, &[]);
-    fs::write(a.path("f"), b"on A").unwrap();
-    eventually("A's file on B", || b.path("f").exists());
+    let (_cluster, a, b) = two_mounts_sharing_a_file("mirror");
     let before = stat_line(&b, "etcd_mirror ");
     for mode in [0o600, 0o640, 0o604, 0o644, 0o611] {
         for _ in 0..3 {
@@ -160,12 +167,7 @@ fn another_mounts_changes_reach_the_mirror_through_the_watch() {
 /// `t0 + 1 s`, after the deadline.)
 #[test]
 fn another_mounts_changes_drop_this_kernels_cache_at_once() {
-    let cluster = EtcdCluster::start();
-    let url = cluster.url("inval");
-    let a = Mounted::on_url(&url, &[]);
-    let b = Mounted::on_url(&url, &[]);
-    fs::write(a.path("f"), b"on A").unwrap();
-    eventually("A's file on B", || b.path("f").exists());
+    let (_cluster, a, b) = two_mounts_sharing_a_file("inval");
     for (i, mode) in [0o600, 0o640, 0o604, 0o611].into_iter().enumerate() {
         let t0 = Instant::now();
         let cached = fs::metadata(b.path("f")).unwrap().mode() & 0o7777;

@@ -30,12 +30,7 @@ impl Shared {
             self.switch_memtable(&mut st).map(|()| true)
         };
         drop(st);
-        let mut q = lock(&self.writers);
-        q.leader_active = false;
-        if q.waiting > 0 {
-            self.writers_cv.notify_all();
-        }
-        drop(q);
+        self.end_leading(&mut lock(&self.writers));
         r.map_err(|e| self.set_bg_error(e))
     }
 

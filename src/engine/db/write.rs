@@ -118,10 +118,7 @@ impl Shared {
                         q.results.insert(p.id, r.clone());
                     }
                 }
-                q.leader_active = false;
-                if q.waiting > 0 {
-                    self.writers_cv.notify_all();
-                }
+                self.end_leading(&mut q);
                 match mine {
                     Some(r) => return r,
                     None => continue,
@@ -130,6 +127,14 @@ impl Shared {
             q.waiting += 1;
             q = self.writers_cv.wait(q).unwrap_or_else(|p| p.into_inner());
             q.waiting -= 1;
+        }
+    }
+
+    /// Give up the write leadership, waking the writers only if one sleeps.
+    pub(super) fn end_leading(&self, q: &mut super::WriteQueue) {
+        q.leader_active = false;
+        if q.waiting > 0 {
+            self.writers_cv.notify_all();
         }
     }
 

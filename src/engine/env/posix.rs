@@ -279,11 +279,11 @@ mod writeback {
     use std::os::unix::io::AsRawFd;
     use std::path::PathBuf;
     use std::sync::mpsc::{channel, Sender};
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::OnceLock;
 
     type Job = (File, PathBuf);
 
-    static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
 
     fn run((file, path): Job) {
         // SAFETY: sync_file_range on a valid, owned descriptor; whole file.
@@ -310,7 +310,7 @@ mod writeback {
                     }
                 });
             match spawned {
-                Ok(_) => Some(Mutex::new(tx)),
+                Ok(_) => Some(tx),
                 Err(e) => {
                     log::warn!("no writeback thread ({e}): writeback starts inline");
                     None
@@ -319,7 +319,7 @@ mod writeback {
         });
         let job = (file, path);
         let job = match queue {
-            Some(tx) => match tx.lock().unwrap_or_else(|p| p.into_inner()).send(job) {
+            Some(tx) => match tx.send(job) {
                 Ok(()) => return,
                 Err(back) => back.0,
             },
