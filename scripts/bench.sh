@@ -30,6 +30,7 @@ LSMFS_OPTS=${LSMFS_OPTS:-}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 ROWS=${ROWS:-}
 PLAIN_RUNS=${PLAIN_RUNS:-3}
+[[ "$PLAIN_RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "PLAIN_RUNS must be a positive whole number, not '$PLAIN_RUNS'" >&2; exit 2; }
 bash scripts/setup.sh
 # The peers only the benchmark needs.
 case " $TARGETS " in *" juicefs "*)

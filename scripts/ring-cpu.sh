@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive whole number, not '$ROUNDS'" >&2; exit 2; }
 PARAM=/sys/module/fuse/parameters/enable_uring
 [ -w "$PARAM" ] || { echo "needs root and $PARAM" >&2; exit 1; }
 command -v fs_mark >/dev/null || { echo "needs fs_mark (scripts/setup.sh)" >&2; exit 1; }
